@@ -1,0 +1,287 @@
+//! The shared-data layout: what every worker sees of one JWKS.
+//!
+//! Three entries per JWKS URI, under `jwt_jwks/v1/<uri>/`:
+//! - `gen`: a decimal generation, bumped whenever the key set changes. It is
+//!   the only entry read per request (a few bytes), so a clear or a new key
+//!   set is seen by every worker on its next request.
+//! - `keys`: `{"gen":N,"keys":[<accepted JWKs>]}`, re-parsed once per worker
+//!   per generation.
+//! - `state`: the fetch state (lease, timings, counters, last error), small
+//!   JSON updated by compare-and-swap.
+//!
+//! Every write passes the `cas` read with the value (Kong's host refuses a
+//! write without it on an existing key); conflicts are retried.
+#![forbid(unsafe_code)]
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// Why a shared-data operation failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreError {
+    CasMismatch,
+    Host(String),
+}
+
+impl std::fmt::Display for StoreError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreError::CasMismatch => f.write_str("shared data changed concurrently"),
+            StoreError::Host(m) => write!(f, "shared data: {m}"),
+        }
+    }
+}
+
+/// proxy-wasm shared data, as the logic needs it.
+pub trait SharedStore {
+    /// The value and its `cas` (0 when absent).
+    fn get(&self, key: &str) -> Result<(Option<Vec<u8>>, u32), StoreError>;
+    /// Writes if `cas` still matches (0: the key must be new or unchecked).
+    fn set(&self, key: &str, value: &[u8], cas: u32) -> Result<(), StoreError>;
+}
+
+/// How many times a compare-and-swap is retried before giving up.
+const CAS_ATTEMPTS: usize = 16;
+
+/// The entry names of one JWKS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Names {
+    pub gen: String,
+    pub keys: String,
+    pub state: String,
+}
+
+impl Names {
+    pub fn for_uri(uri: &str) -> Names {
+        let base = format!("jwt_jwks/v1/{uri}/");
+        Names {
+            gen: format!("{base}gen"),
+            keys: format!("{base}keys"),
+            state: format!("{base}state"),
+        }
+    }
+}
+
+/// A key left out of the last good fetch, for `cache/info`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SkippedKey {
+    pub kid: Option<String>,
+    pub reason: String,
+}
+
+/// The fetch state shared by all workers for one JWKS.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct FetchState {
+    /// Who holds the refresh lease, and until when (ms since the epoch).
+    pub lease_owner: String,
+    pub lease_until_ms: u64,
+    /// When the current key set was fetched and when it goes stale; 0 when
+    /// there is none (cold start or after a clear).
+    pub fetched_at_ms: u64,
+    pub expires_at_ms: u64,
+    /// Retry bookkeeping.
+    pub next_attempt_ms: u64,
+    pub attempt: u32,
+    /// When an unknown `kid` last triggered a refresh.
+    pub last_kid_refresh_ms: u64,
+    pub fetch_success: u64,
+    pub fetch_failure: u64,
+    pub last_error: Option<String>,
+    pub last_error_at_ms: u64,
+    pub skipped: Vec<SkippedKey>,
+}
+
+impl FetchState {
+    pub fn lease_held(&self, now_ms: u64) -> bool {
+        !self.lease_owner.is_empty() && self.lease_until_ms > now_ms
+    }
+
+    pub fn has_keys(&self) -> bool {
+        self.expires_at_ms != 0
+    }
+}
+
+/// The shared key set.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct KeysRecord {
+    pub gen: u64,
+    pub keys: Vec<Value>,
+}
+
+fn parse_u64(bytes: Option<Vec<u8>>) -> u64 {
+    bytes
+        .and_then(|b| String::from_utf8(b).ok())
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// The current generation (0 before anything was stored).
+pub fn read_gen(store: &dyn SharedStore, names: &Names) -> Result<u64, StoreError> {
+    Ok(parse_u64(store.get(&names.gen)?.0))
+}
+
+pub fn read_state(store: &dyn SharedStore, names: &Names) -> Result<FetchState, StoreError> {
+    Ok(read_state_cas(store, names)?.0)
+}
+
+fn read_state_cas(store: &dyn SharedStore, names: &Names) -> Result<(FetchState, u32), StoreError> {
+    let (bytes, cas) = store.get(&names.state)?;
+    let state = bytes
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default();
+    Ok((state, cas))
+}
+
+/// Read-modify-write of the state. `f` returns `false` to leave it as is.
+/// Returns the state as written (or as found, when `f` declined).
+pub fn update_state(
+    store: &dyn SharedStore,
+    names: &Names,
+    mut f: impl FnMut(&mut FetchState) -> bool,
+) -> Result<(FetchState, bool), StoreError> {
+    for _ in 0..CAS_ATTEMPTS {
+        let (mut state, cas) = read_state_cas(store, names)?;
+        if !f(&mut state) {
+            return Ok((state, false));
+        }
+        let bytes = serde_json::to_vec(&state).map_err(|e| StoreError::Host(e.to_string()))?;
+        match store.set(&names.state, &bytes, cas) {
+            Ok(()) => return Ok((state, true)),
+            Err(StoreError::CasMismatch) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(StoreError::CasMismatch)
+}
+
+pub fn read_keys(store: &dyn SharedStore, names: &Names) -> Result<KeysRecord, StoreError> {
+    let (bytes, _) = store.get(&names.keys)?;
+    Ok(bytes
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default())
+}
+
+/// Replaces the key set and bumps the generation; returns the new one.
+pub fn write_keys(
+    store: &dyn SharedStore,
+    names: &Names,
+    keys: Vec<Value>,
+) -> Result<u64, StoreError> {
+    for _ in 0..CAS_ATTEMPTS {
+        let (gen_bytes, gen_cas) = store.get(&names.gen)?;
+        let gen = parse_u64(gen_bytes) + 1;
+        let (_, keys_cas) = store.get(&names.keys)?;
+        let record = KeysRecord {
+            gen,
+            keys: keys.clone(),
+        };
+        let bytes = serde_json::to_vec(&record).map_err(|e| StoreError::Host(e.to_string()))?;
+        match store.set(&names.keys, &bytes, keys_cas) {
+            Ok(()) => {}
+            Err(StoreError::CasMismatch) => continue,
+            Err(e) => return Err(e),
+        }
+        match store.set(&names.gen, gen.to_string().as_bytes(), gen_cas) {
+            Ok(()) => return Ok(gen),
+            Err(StoreError::CasMismatch) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(StoreError::CasMismatch)
+}
+
+/// An in-memory store with the strictest host's semantics (Kong's: a write
+/// to an existing key must carry its current `cas`).
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    map: std::cell::RefCell<std::collections::HashMap<String, (Vec<u8>, u32)>>,
+}
+
+impl SharedStore for MemoryStore {
+    fn get(&self, key: &str) -> Result<(Option<Vec<u8>>, u32), StoreError> {
+        Ok(match self.map.borrow().get(key) {
+            Some((v, cas)) => (Some(v.clone()), *cas),
+            None => (None, 0),
+        })
+    }
+
+    fn set(&self, key: &str, value: &[u8], cas: u32) -> Result<(), StoreError> {
+        let mut map = self.map.borrow_mut();
+        let current = map.get(key).map(|(_, c)| *c);
+        match current {
+            Some(c) if c != cas => return Err(StoreError::CasMismatch),
+            None if cas != 0 => return Err(StoreError::CasMismatch),
+            _ => {}
+        }
+        let next = current.unwrap_or(0).wrapping_add(1).max(1);
+        map.insert(key.to_string(), (value.to_vec(), next));
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_store_is_strict_about_cas() {
+        let s = MemoryStore::default();
+        s.set("k", b"1", 0).unwrap();
+        let (_, cas) = s.get("k").unwrap();
+        assert_eq!(s.set("k", b"2", 0), Err(StoreError::CasMismatch));
+        assert_eq!(s.set("k", b"2", cas + 1), Err(StoreError::CasMismatch));
+        s.set("k", b"2", cas).unwrap();
+        assert_eq!(s.get("k").unwrap().0.as_deref(), Some(&b"2"[..]));
+    }
+
+    #[test]
+    fn writing_keys_bumps_the_generation() {
+        let s = MemoryStore::default();
+        let n = Names::for_uri("http://idp/jwks");
+        assert_eq!(read_gen(&s, &n).unwrap(), 0);
+        assert_eq!(
+            write_keys(&s, &n, vec![serde_json::json!({"kid":"a"})]).unwrap(),
+            1
+        );
+        assert_eq!(write_keys(&s, &n, vec![]).unwrap(), 2);
+        assert_eq!(read_gen(&s, &n).unwrap(), 2);
+        let rec = read_keys(&s, &n).unwrap();
+        assert_eq!((rec.gen, rec.keys.len()), (2, 0));
+    }
+
+    #[test]
+    fn state_updates_are_read_modify_write() {
+        let s = MemoryStore::default();
+        let n = Names::for_uri("u");
+        update_state(&s, &n, |st| {
+            st.fetch_success += 1;
+            true
+        })
+        .unwrap();
+        let (st, written) = update_state(&s, &n, |st| {
+            st.fetch_success += 1;
+            true
+        })
+        .unwrap();
+        assert!(written);
+        assert_eq!(st.fetch_success, 2);
+        let (_, written) = update_state(&s, &n, |_| false).unwrap();
+        assert!(!written);
+        assert_eq!(read_state(&s, &n).unwrap().fetch_success, 2);
+    }
+
+    #[test]
+    fn a_garbled_state_reads_as_empty_and_is_overwritten() {
+        let s = MemoryStore::default();
+        let n = Names::for_uri("u");
+        s.set(&n.state, b"{not json", 0).unwrap();
+        assert_eq!(read_state(&s, &n).unwrap(), FetchState::default());
+        update_state(&s, &n, |st| {
+            st.attempt = 1;
+            true
+        })
+        .unwrap();
+        assert_eq!(read_state(&s, &n).unwrap().attempt, 1);
+    }
+}

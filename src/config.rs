@@ -1,0 +1,770 @@
+//! The filter's JSON configuration: field names, defaults, and validation
+//! with errors that name the field.
+//!
+//! Field names and units mirror the Kong `jwt-jwks` plugin where a field
+//! means the same thing; see the README's configuration reference.
+#![forbid(unsafe_code)]
+
+use std::fmt;
+use std::sync::Arc;
+
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value};
+
+use crate::alg::{Alg, AlgSet};
+use crate::keys::{FallbackKey, KeyError};
+
+/// A configuration refused at configure time. `field` names the offending
+/// field (dotted for nested values) so the operator knows what to fix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub field: String,
+    pub message: String,
+}
+
+impl ConfigError {
+    fn new(field: &str, message: impl Into<String>) -> Self {
+        ConfigError {
+            field: field.to_string(),
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "invalid configuration: field `{}`: {}",
+            self.field, self.message
+        )
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Which token field selects the key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyClaim {
+    /// The JOSE header's `kid` picks one key (this filter's default).
+    Kid,
+    /// The token's `iss` picks the provider; its keys are tried by `alg`.
+    Iss,
+}
+
+/// A parsed `jwks_uri`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JwksUri {
+    pub uri: String,
+    pub scheme: String,
+    /// `host[:port]` as written in the URI; sent as `:authority`.
+    pub authority: String,
+    /// Path and query; sent as `:path`.
+    pub path: String,
+}
+
+/// The claims a provider's tokens must satisfy.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ClaimsPolicy {
+    pub issuers: Vec<String>,
+    pub audiences: Vec<String>,
+    pub require_exp: bool,
+    pub require_nbf: bool,
+    pub require_iat: bool,
+    pub require_iss: bool,
+    pub require_aud: bool,
+    pub require_sub: bool,
+    pub clock_skew_s: u64,
+    pub max_token_age_s: Option<u64>,
+}
+
+/// One key source: a JWKS endpoint and/or a static fallback key.
+#[derive(Clone, Debug)]
+pub struct Provider {
+    pub jwks: Option<JwksUri>,
+    /// Where the callout goes: an Envoy cluster name, or Kong's `host:port`.
+    pub upstream: String,
+    pub cache_ttl_s: u64,
+    pub refresh_ahead_s: u64,
+    pub timeout_ms: u64,
+    pub retry_count: u32,
+    pub retry_delay_ms: u64,
+    pub min_refresh_interval_s: u64,
+    pub max_cache_size: usize,
+    pub max_jwks_size: usize,
+    pub fallback: Option<Arc<FallbackKey>>,
+    pub claims: ClaimsPolicy,
+}
+
+/// The admin path, present only when a token protects it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AdminConfig {
+    pub prefix: String,
+    /// SHA-256 of the admin bearer token.
+    pub token_sha256: [u8; 32],
+}
+
+/// A validated configuration.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub providers: Vec<Provider>,
+    /// Lower-case header names, in search order.
+    pub header_names: Vec<String>,
+    pub uri_param_names: Vec<String>,
+    pub cookie_names: Vec<String>,
+    pub max_token_size: usize,
+    pub run_on_preflight: bool,
+    pub key_claim: KeyClaim,
+    pub allowed_algorithms: AlgSet,
+    pub forward_token: bool,
+    pub realm: String,
+    pub admin: Option<AdminConfig>,
+    pub max_pending_requests: usize,
+    /// `ssl_verify` as written, kept only to log where TLS is really set.
+    pub ssl_verify: Option<bool>,
+}
+
+/// Every top-level field this filter accepts.
+pub const FIELDS: &[&str] = &[
+    "jwks_uri",
+    "jwks_upstream",
+    "cache_ttl",
+    "header_names",
+    "run_on_preflight",
+    "timeout",
+    "ssl_verify",
+    "key_claim_name",
+    "fallback_public_key",
+    "allowed_algorithms",
+    "claims_to_verify",
+    "max_cache_size",
+    "refresh_ahead_time",
+    "retry_count",
+    "retry_delay",
+    "issuers",
+    "audiences",
+    "clock_skew",
+    "max_token_age",
+    "uri_param_names",
+    "cookie_names",
+    "max_token_size",
+    "min_refresh_interval",
+    "max_jwks_size",
+    "forward_token",
+    "admin_path_prefix",
+    "admin_token",
+    "admin_token_sha256",
+    "realm",
+    "max_pending_requests",
+];
+
+const CLAIM_NAMES: &[&str] = &["exp", "nbf", "iat", "iss", "aud", "sub"];
+
+/// Reads fields from the JSON object, turning `null` into "not set" (Kong
+/// sends `null` for unset optional fields) and naming the field on errors.
+struct Fields<'a> {
+    map: &'a Map<String, Value>,
+}
+
+impl<'a> Fields<'a> {
+    fn get<T: DeserializeOwned>(
+        &self,
+        name: &str,
+        expected: &str,
+    ) -> Result<Option<T>, ConfigError> {
+        match self.map.get(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(v) => serde_json::from_value(v.clone()).map(Some).map_err(|_| {
+                ConfigError::new(name, format!("expected {expected}, got {}", describe(v)))
+            }),
+        }
+    }
+
+    fn bool_or(&self, name: &str, default: bool) -> Result<bool, ConfigError> {
+        Ok(self.get::<bool>(name, "true or false")?.unwrap_or(default))
+    }
+
+    /// A non-negative whole number (JSON numbers like `3600.0` are accepted).
+    fn count(&self, name: &str) -> Result<Option<u64>, ConfigError> {
+        match self.map.get(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(v) => {
+                let n = v.as_f64().ok_or_else(|| {
+                    ConfigError::new(name, format!("expected a number, got {}", describe(v)))
+                })?;
+                if !n.is_finite() || n < 0.0 || n.fract() != 0.0 || n > 1e15 {
+                    return Err(ConfigError::new(
+                        name,
+                        format!("expected a non-negative whole number, got {n}"),
+                    ));
+                }
+                Ok(Some(n as u64))
+            }
+        }
+    }
+
+    fn count_in(&self, name: &str, default: u64, min: u64, max: u64) -> Result<u64, ConfigError> {
+        let n = self.count(name)?.unwrap_or(default);
+        if n < min || n > max {
+            return Err(ConfigError::new(
+                name,
+                format!("must be between {min} and {max}, got {n}"),
+            ));
+        }
+        Ok(n)
+    }
+
+    fn string(&self, name: &str) -> Result<Option<String>, ConfigError> {
+        self.get::<String>(name, "a string")
+    }
+
+    fn strings(&self, name: &str) -> Result<Option<Vec<String>>, ConfigError> {
+        self.get::<Vec<String>>(name, "an array of strings")
+    }
+}
+
+fn describe(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+impl Config {
+    /// Parses and validates the plugin configuration.
+    pub fn parse(bytes: &[u8]) -> Result<Config, ConfigError> {
+        let value: Value = serde_json::from_slice(bytes)
+            .map_err(|e| ConfigError::new("(configuration)", format!("not valid JSON: {e}")))?;
+        let map = match &value {
+            Value::Object(m) => m,
+            other => {
+                return Err(ConfigError::new(
+                    "(configuration)",
+                    format!("expected a JSON object, got {}", describe(other)),
+                ))
+            }
+        };
+        for key in map.keys() {
+            if !FIELDS.contains(&key.as_str()) {
+                return Err(ConfigError::new(key, "unknown field"));
+            }
+        }
+        let f = Fields { map };
+
+        let allowed = parse_algorithms(&f)?;
+        let key_claim = match f.string("key_claim_name")?.as_deref() {
+            None | Some("kid") => KeyClaim::Kid,
+            Some("iss") => KeyClaim::Iss,
+            Some(other) => {
+                return Err(ConfigError::new(
+                    "key_claim_name",
+                    format!("must be \"kid\" or \"iss\", got {other:?}"),
+                ))
+            }
+        };
+
+        let provider = parse_provider(&f, allowed)?;
+        let header_names = names(&f, "header_names", &["Authorization"], true)?;
+        let uri_param_names = names(&f, "uri_param_names", &["jwt"], false)?;
+        let cookie_names = names(&f, "cookie_names", &["jwt"], false)?;
+
+        let realm = f.string("realm")?.unwrap_or_else(|| "jwt-jwks".to_string());
+        if realm.is_empty()
+            || !realm
+                .chars()
+                .all(|c| (' '..='~').contains(&c) && c != '"' && c != '\\')
+        {
+            return Err(ConfigError::new(
+                "realm",
+                "must be non-empty printable ASCII without quotes or backslashes",
+            ));
+        }
+
+        let admin = parse_admin(&f)?;
+        let max_token_size = f.count_in("max_token_size", 8192, 64, 1 << 20)? as usize;
+        let max_pending_requests = f.count_in("max_pending_requests", 1000, 0, 1_000_000)? as usize;
+
+        Ok(Config {
+            providers: vec![provider],
+            header_names,
+            uri_param_names,
+            cookie_names,
+            max_token_size,
+            run_on_preflight: f.bool_or("run_on_preflight", false)?,
+            key_claim,
+            allowed_algorithms: allowed,
+            forward_token: f.bool_or("forward_token", true)?,
+            realm,
+            admin,
+            max_pending_requests,
+            ssl_verify: f.get::<bool>("ssl_verify", "true or false")?,
+        })
+    }
+}
+
+fn parse_algorithms(f: &Fields) -> Result<AlgSet, ConfigError> {
+    let Some(list) = f.strings("allowed_algorithms")? else {
+        return Ok(AlgSet::of(&Alg::DEFAULT_ALLOWED));
+    };
+    let mut set = AlgSet::empty();
+    for name in &list {
+        match Alg::parse(name) {
+            Some(a) => set.insert(a),
+            None => {
+                let why = if name.eq_ignore_ascii_case("none") || name.starts_with("HS") {
+                    "is never accepted with public keys"
+                } else {
+                    "is not a supported algorithm (RS256/384/512, PS256/384/512, ES256/384/512, EdDSA)"
+                };
+                return Err(ConfigError::new(
+                    "allowed_algorithms",
+                    format!("{name:?} {why}"),
+                ));
+            }
+        }
+    }
+    if set.is_empty() {
+        return Err(ConfigError::new(
+            "allowed_algorithms",
+            "must list at least one algorithm",
+        ));
+    }
+    Ok(set)
+}
+
+fn parse_provider(f: &Fields, allowed: AlgSet) -> Result<Provider, ConfigError> {
+    let jwks = match f.string("jwks_uri")? {
+        Some(uri) => Some(parse_jwks_uri(&uri)?),
+        None => None,
+    };
+    let fallback = match f.string("fallback_public_key")? {
+        Some(pem) => Some(Arc::new(FallbackKey::from_pem(&pem, allowed).map_err(
+            |e: KeyError| ConfigError::new("fallback_public_key", e.to_string()),
+        )?)),
+        None => None,
+    };
+    if jwks.is_none() && fallback.is_none() {
+        return Err(ConfigError::new(
+            "jwks_uri",
+            "required (or set fallback_public_key for a static key)",
+        ));
+    }
+    let upstream = match f.string("jwks_upstream")? {
+        Some(u) if u.is_empty() => {
+            return Err(ConfigError::new("jwks_upstream", "must not be empty"))
+        }
+        Some(u) => u,
+        None => jwks
+            .as_ref()
+            .map(|j| j.authority.clone())
+            .unwrap_or_default(),
+    };
+
+    let cache_ttl_s = f.count_in("cache_ttl", 3600, 1, 31 * 24 * 3600)?;
+    let refresh_ahead_s = f.count_in("refresh_ahead_time", 300, 0, 31 * 24 * 3600)?;
+    let timeout_ms = f.count_in("timeout", 5000, 1, 600_000)?;
+    let retry_count = f.count_in("retry_count", 3, 0, 20)? as u32;
+    let retry_delay_ms = f.count_in("retry_delay", 1000, 0, 600_000)?;
+    let min_refresh_interval_s = f.count_in("min_refresh_interval", 30, 0, 24 * 3600)?;
+    let max_cache_size = f.count_in("max_cache_size", 100, 1, 10_000)? as usize;
+    let max_jwks_size = f.count_in("max_jwks_size", 1 << 20, 256, 16 << 20)? as usize;
+
+    let issuers = f.strings("issuers")?.unwrap_or_default();
+    if issuers.iter().any(|s| s.is_empty()) {
+        return Err(ConfigError::new(
+            "issuers",
+            "must not contain empty strings",
+        ));
+    }
+    let audiences = f.strings("audiences")?.unwrap_or_default();
+    if audiences.iter().any(|s| s.is_empty()) {
+        return Err(ConfigError::new(
+            "audiences",
+            "must not contain empty strings",
+        ));
+    }
+    let listed = match f.strings("claims_to_verify")? {
+        Some(list) => {
+            for c in &list {
+                if !CLAIM_NAMES.contains(&c.as_str()) {
+                    return Err(ConfigError::new(
+                        "claims_to_verify",
+                        format!("{c:?} is not one of exp, nbf, iat, iss, aud, sub"),
+                    ));
+                }
+            }
+            list
+        }
+        None => vec!["exp".to_string()],
+    };
+    let has = |n: &str| listed.iter().any(|c| c == n);
+    let clock_skew_s = f.count_in("clock_skew", 60, 0, 3600)?;
+    let max_token_age_s = match f.count("max_token_age")? {
+        Some(0) => {
+            return Err(ConfigError::new(
+                "max_token_age",
+                "must be at least 1 second",
+            ))
+        }
+        other => other,
+    };
+    let claims = ClaimsPolicy {
+        require_exp: has("exp"),
+        require_nbf: has("nbf"),
+        require_iat: has("iat") || max_token_age_s.is_some(),
+        require_iss: has("iss") || !issuers.is_empty(),
+        require_aud: has("aud") || !audiences.is_empty(),
+        require_sub: has("sub"),
+        issuers,
+        audiences,
+        clock_skew_s,
+        max_token_age_s,
+    };
+
+    Ok(Provider {
+        jwks,
+        upstream,
+        cache_ttl_s,
+        refresh_ahead_s,
+        timeout_ms,
+        retry_count,
+        retry_delay_ms,
+        min_refresh_interval_s,
+        max_cache_size,
+        max_jwks_size,
+        fallback,
+        claims,
+    })
+}
+
+/// Parses `http(s)://authority/path?query`.
+pub fn parse_jwks_uri(uri: &str) -> Result<JwksUri, ConfigError> {
+    let err = |m: &str| ConfigError::new("jwks_uri", format!("{m}: {uri:?}"));
+    let (scheme, rest) = uri
+        .split_once("://")
+        .ok_or_else(|| err("expected http:// or https:// URI"))?;
+    let scheme = scheme.to_ascii_lowercase();
+    if scheme != "http" && scheme != "https" {
+        return Err(err("scheme must be http or https"));
+    }
+    let (authority, path) = match rest.find(['/', '?']) {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    if authority.is_empty()
+        || authority.contains('@')
+        || authority.chars().any(|c| c.is_whitespace())
+    {
+        return Err(err("needs a host (and no user info)"));
+    }
+    if path.chars().any(|c| c.is_whitespace() || c.is_control()) || path.contains('#') {
+        return Err(err(
+            "path must not contain spaces, control characters or a fragment",
+        ));
+    }
+    let path = if path.starts_with('?') {
+        format!("/{path}")
+    } else {
+        path.to_string()
+    };
+    Ok(JwksUri {
+        uri: uri.to_string(),
+        scheme,
+        authority: authority.to_string(),
+        path,
+    })
+}
+
+fn names(
+    f: &Fields,
+    field: &str,
+    default: &[&str],
+    lower: bool,
+) -> Result<Vec<String>, ConfigError> {
+    let list = f
+        .strings(field)?
+        .unwrap_or_else(|| default.iter().map(|s| s.to_string()).collect());
+    let mut out = Vec::with_capacity(list.len());
+    for n in list {
+        let valid = !n.is_empty()
+            && n.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.~!#$&'*+^`|".contains(&b));
+        if !valid {
+            return Err(ConfigError::new(
+                field,
+                format!("{n:?} is not a valid name"),
+            ));
+        }
+        out.push(if lower { n.to_ascii_lowercase() } else { n });
+    }
+    Ok(out)
+}
+
+fn parse_admin(f: &Fields) -> Result<Option<AdminConfig>, ConfigError> {
+    let prefix = f
+        .string("admin_path_prefix")?
+        .unwrap_or_else(|| "/jwt-jwks".to_string());
+    if !prefix.starts_with('/')
+        || prefix.len() < 2
+        || prefix.ends_with('/')
+        || prefix.contains(['?', '#', ' '])
+    {
+        return Err(ConfigError::new(
+            "admin_path_prefix",
+            format!("must start with '/', not end with '/', and hold no '?', '#' or spaces, got {prefix:?}"),
+        ));
+    }
+    let token = f.string("admin_token")?;
+    let digest = f.string("admin_token_sha256")?;
+    let token_sha256 = match (token, digest) {
+        (Some(_), Some(_)) => {
+            return Err(ConfigError::new(
+                "admin_token_sha256",
+                "set admin_token or admin_token_sha256, not both",
+            ))
+        }
+        (Some(t), None) => {
+            if t.len() < 16 {
+                return Err(ConfigError::new(
+                    "admin_token",
+                    "must be at least 16 characters",
+                ));
+            }
+            hmac_sha256::Hash::hash(t.as_bytes())
+        }
+        (None, Some(hex)) => decode_hex32(&hex).ok_or_else(|| {
+            ConfigError::new("admin_token_sha256", "must be 64 hexadecimal characters")
+        })?,
+        (None, None) => return Ok(None),
+    };
+    Ok(Some(AdminConfig {
+        prefix,
+        token_sha256,
+    }))
+}
+
+fn decode_hex32(hex: &str) -> Option<[u8; 32]> {
+    let bytes = hex.as_bytes();
+    if bytes.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, pair) in bytes.chunks(2).enumerate() {
+        let s = std::str::from_utf8(pair).ok()?;
+        *out.get_mut(i)? = u8::from_str_radix(s, 16).ok()?;
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(json: &str) -> Result<Config, ConfigError> {
+        Config::parse(json.as_bytes())
+    }
+
+    fn field_of(json: &str) -> String {
+        parse(json).expect_err("should be refused").field
+    }
+
+    #[test]
+    fn minimal_config_gets_documented_defaults() {
+        let c = parse(r#"{"jwks_uri":"https://auth.example.com/.well-known/jwks.json"}"#).unwrap();
+        let p = &c.providers[0];
+        assert_eq!(p.upstream, "auth.example.com");
+        assert_eq!(p.jwks.as_ref().unwrap().path, "/.well-known/jwks.json");
+        assert_eq!(
+            (p.cache_ttl_s, p.refresh_ahead_s, p.timeout_ms),
+            (3600, 300, 5000)
+        );
+        assert_eq!(
+            (p.retry_count, p.retry_delay_ms, p.min_refresh_interval_s),
+            (3, 1000, 30)
+        );
+        assert_eq!((p.max_cache_size, p.max_jwks_size), (100, 1 << 20));
+        assert_eq!(c.header_names, vec!["authorization"]);
+        assert_eq!(c.uri_param_names, vec!["jwt"]);
+        assert_eq!(c.cookie_names, vec!["jwt"]);
+        assert_eq!(c.max_token_size, 8192);
+        assert_eq!(c.key_claim, KeyClaim::Kid);
+        assert!(!c.run_on_preflight && c.forward_token);
+        assert_eq!(c.allowed_algorithms, AlgSet::of(&Alg::DEFAULT_ALLOWED));
+        assert!(p.claims.require_exp && !p.claims.require_iss && !p.claims.require_aud);
+        assert_eq!(p.claims.clock_skew_s, 60);
+        assert!(c.admin.is_none(), "no admin token: admin path off");
+        assert_eq!(c.realm, "jwt-jwks");
+    }
+
+    #[test]
+    fn seed_plugin_config_loads_unchanged() {
+        let seed = r#"{
+            "jwks_uri": "https://auth-service/.well-known/jwks.json",
+            "cache_ttl": 3600, "timeout": 5000, "ssl_verify": false,
+            "key_claim_name": "iss",
+            "allowed_algorithms": ["RS256", "RS384", "RS512"],
+            "claims_to_verify": ["exp", "iss", "aud", "nbf"],
+            "retry_count": 3, "retry_delay": 1000,
+            "header_names": ["Authorization", "X-JWT-Token", "X-Access-Token"],
+            "run_on_preflight": false,
+            "max_cache_size": 100, "refresh_ahead_time": 300,
+            "fallback_public_key": null
+        }"#;
+        let c = parse(seed).unwrap();
+        assert_eq!(c.key_claim, KeyClaim::Iss);
+        assert_eq!(c.ssl_verify, Some(false));
+        let p = &c.providers[0];
+        assert!(p.claims.require_iss && p.claims.require_aud && p.claims.require_nbf);
+        assert_eq!(p.upstream, "auth-service");
+        assert_eq!(
+            c.header_names,
+            vec!["authorization", "x-jwt-token", "x-access-token"]
+        );
+    }
+
+    #[test]
+    fn unknown_fields_are_refused_by_name() {
+        let e = parse(r#"{"jwks_uri":"http://a/j","cache_tll":5}"#).unwrap_err();
+        assert_eq!(e.field, "cache_tll");
+        assert!(e.to_string().contains("unknown field"), "{e}");
+    }
+
+    #[test]
+    fn wrong_types_and_ranges_name_the_field() {
+        assert_eq!(
+            field_of(r#"{"jwks_uri":"http://a/j","cache_ttl":"abc"}"#),
+            "cache_ttl"
+        );
+        assert_eq!(
+            field_of(r#"{"jwks_uri":"http://a/j","cache_ttl":-1}"#),
+            "cache_ttl"
+        );
+        assert_eq!(
+            field_of(r#"{"jwks_uri":"http://a/j","timeout":1.5}"#),
+            "timeout"
+        );
+        assert_eq!(
+            field_of(r#"{"jwks_uri":"http://a/j","header_names":"Authorization"}"#),
+            "header_names"
+        );
+        assert_eq!(
+            field_of(r#"{"jwks_uri":"http://a/j","header_names":["bad header"]}"#),
+            "header_names"
+        );
+        assert_eq!(field_of(r#"{"jwks_uri":"ftp://a/j"}"#), "jwks_uri");
+        assert_eq!(field_of(r#"{"jwks_uri":"http:///j"}"#), "jwks_uri");
+        assert_eq!(field_of(r#"{}"#), "jwks_uri");
+        assert_eq!(
+            field_of(r#"{"jwks_uri":"http://a/j","allowed_algorithms":["HS256"]}"#),
+            "allowed_algorithms"
+        );
+        assert_eq!(
+            field_of(r#"{"jwks_uri":"http://a/j","allowed_algorithms":["none"]}"#),
+            "allowed_algorithms"
+        );
+        assert_eq!(
+            field_of(r#"{"jwks_uri":"http://a/j","allowed_algorithms":[]}"#),
+            "allowed_algorithms"
+        );
+        assert_eq!(
+            field_of(r#"{"jwks_uri":"http://a/j","key_claim_name":"sub"}"#),
+            "key_claim_name"
+        );
+        assert_eq!(
+            field_of(r#"{"jwks_uri":"http://a/j","claims_to_verify":["jti"]}"#),
+            "claims_to_verify"
+        );
+        assert_eq!(
+            field_of(r#"{"jwks_uri":"http://a/j","fallback_public_key":"nope"}"#),
+            "fallback_public_key"
+        );
+        assert_eq!(
+            field_of(r#"{"jwks_uri":"http://a/j","admin_token":"short"}"#),
+            "admin_token"
+        );
+        assert_eq!(
+            field_of(r#"{"jwks_uri":"http://a/j","admin_token_sha256":"zz"}"#),
+            "admin_token_sha256"
+        );
+        assert_eq!(
+            field_of(r#"{"jwks_uri":"http://a/j","admin_path_prefix":"jwt"}"#),
+            "admin_path_prefix"
+        );
+        assert_eq!(
+            field_of(r#"{"jwks_uri":"http://a/j","realm":"a\"b"}"#),
+            "realm"
+        );
+        assert_eq!(
+            field_of(r#"{"jwks_uri":"http://a/j","max_token_age":0}"#),
+            "max_token_age"
+        );
+        assert_eq!(
+            field_of(r#"{"jwks_uri":"http://a/j","issuers":[""]}"#),
+            "issuers"
+        );
+        assert_eq!(field_of(r#"[1]"#), "(configuration)");
+        assert_eq!(field_of(r#"{"#), "(configuration)");
+    }
+
+    #[test]
+    fn issuers_and_audiences_make_their_claims_required() {
+        let c = parse(r#"{"jwks_uri":"http://a/j","issuers":["https://i"],"audiences":["api"],"claims_to_verify":["exp"]}"#)
+            .unwrap();
+        let p = &c.providers[0].claims;
+        assert!(p.require_iss && p.require_aud);
+        let c = parse(r#"{"jwks_uri":"http://a/j","max_token_age":600}"#).unwrap();
+        assert!(c.providers[0].claims.require_iat);
+    }
+
+    #[test]
+    fn admin_token_forms() {
+        let c = parse(r#"{"jwks_uri":"http://a/j","admin_token":"0123456789abcdef"}"#).unwrap();
+        let a = c.admin.unwrap();
+        assert_eq!(a.prefix, "/jwt-jwks");
+        assert_eq!(a.token_sha256, hmac_sha256::Hash::hash(b"0123456789abcdef"));
+        let hex: String = hmac_sha256::Hash::hash(b"0123456789abcdef")
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let c = parse(&format!(r#"{{"jwks_uri":"http://a/j","admin_token_sha256":"{hex}","admin_path_prefix":"/_auth"}}"#))
+            .unwrap();
+        let b = c.admin.unwrap();
+        assert_eq!(b.token_sha256, a.token_sha256);
+        assert_eq!(b.prefix, "/_auth");
+        assert_eq!(
+            field_of(&format!(
+                r#"{{"jwks_uri":"http://a/j","admin_token":"0123456789abcdef","admin_token_sha256":"{hex}"}}"#
+            )),
+            "admin_token_sha256"
+        );
+    }
+
+    #[test]
+    fn jwks_uri_parts() {
+        let u = parse_jwks_uri("http://127.0.0.1:8080/keys?x=1").unwrap();
+        assert_eq!(
+            (u.scheme.as_str(), u.authority.as_str(), u.path.as_str()),
+            ("http", "127.0.0.1:8080", "/keys?x=1")
+        );
+        let u = parse_jwks_uri("HTTPS://idp.example").unwrap();
+        assert_eq!((u.scheme.as_str(), u.path.as_str()), ("https", "/"));
+        let u = parse_jwks_uri("http://idp?x").unwrap();
+        assert_eq!(u.path, "/?x");
+        assert!(parse_jwks_uri("http://user@idp/").is_err());
+        assert!(parse_jwks_uri("http://idp/a b").is_err());
+    }
+
+    #[test]
+    fn explicit_upstream_overrides_the_authority() {
+        let c = parse(r#"{"jwks_uri":"http://idp:9000/j","jwks_upstream":"idp_cluster"}"#).unwrap();
+        assert_eq!(c.providers[0].upstream, "idp_cluster");
+        assert_eq!(
+            field_of(r#"{"jwks_uri":"http://idp/j","jwks_upstream":""}"#),
+            "jwks_upstream"
+        );
+    }
+}

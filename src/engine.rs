@@ -1,0 +1,560 @@
+//! The per-VM engine: one configuration, the parsed key sets (one per
+//! provider, refreshed from shared data when its generation moves), the
+//! requests waiting for keys, and the decisions the host glue carries out.
+//! Everything here is host-neutral and runs under `cargo test`.
+#![forbid(unsafe_code)]
+
+use serde_json::{json, Value};
+
+use crate::alg::Alg;
+use crate::cache::{self, Names, SharedStore, StoreError};
+use crate::config::{Config, KeyClaim};
+use crate::fetch::{self, Acquire, Answer, Trigger};
+use crate::jose;
+use crate::jwks::{self, KeySet};
+use crate::keys::{PublicKey, SigError};
+use crate::metrics::{Metric, Metrics};
+use crate::policy::{self, Refusal};
+use crate::token::Source;
+
+/// What to do with a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    Allow,
+    Deny(Refusal),
+    /// Pause until provider `provider` has new keys. With `dispatch`, the
+    /// caller holds the refresh lease and must send the JWKS callout.
+    Wait {
+        provider: usize,
+        dispatch: bool,
+    },
+}
+
+/// A paused request, with what is needed to finish it from another context.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pending {
+    pub context_id: u32,
+    pub token: String,
+    pub source: Source,
+    pub grpc: bool,
+    pub provider: usize,
+    pub deadline_ms: u64,
+    /// The provider's generation when the request started waiting.
+    pub gen: u64,
+}
+
+/// A JWKS callout to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Callout {
+    /// Envoy cluster name, or Kong `host:port`.
+    pub upstream: String,
+    pub headers: Vec<(String, String)>,
+    pub timeout_ms: u64,
+}
+
+struct Runtime {
+    names: Option<Names>,
+    gen: u64,
+    loaded: bool,
+    keys: KeySet,
+}
+
+pub struct Engine {
+    cfg: Config,
+    owner: String,
+    providers: Vec<Runtime>,
+    waiters: Vec<Pending>,
+}
+
+impl Engine {
+    /// `owner` identifies this VM in refresh leases; it must be unique
+    /// among the workers sharing the data.
+    pub fn new(cfg: Config, owner: String) -> Engine {
+        let providers = cfg
+            .providers
+            .iter()
+            .map(|p| Runtime {
+                names: p.jwks.as_ref().map(|j| Names::for_uri(&j.uri)),
+                gen: 0,
+                loaded: false,
+                keys: KeySet::default(),
+            })
+            .collect();
+        Engine {
+            cfg,
+            owner,
+            providers,
+            waiters: Vec::new(),
+        }
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    /// Re-reads a provider's key set if its generation moved. Returns the
+    /// current generation.
+    pub fn sync(&mut self, store: &dyn SharedStore, idx: usize) -> Result<u64, StoreError> {
+        let allowed = self.cfg.allowed_algorithms;
+        let max = self.cfg.providers.get(idx).map_or(0, |p| p.max_cache_size);
+        let Some(rt) = self.providers.get_mut(idx) else {
+            return Ok(0);
+        };
+        let Some(names) = &rt.names else { return Ok(0) };
+        let gen = cache::read_gen(store, names)?;
+        if gen != rt.gen || !rt.loaded {
+            let (bytes, _) = store.get(&names.keys)?;
+            rt.keys = bytes
+                .and_then(|b| jwks::parse(&b, allowed, max).ok())
+                .map(|p| p.set)
+                .unwrap_or_default();
+            rt.gen = gen;
+            rt.loaded = true;
+        }
+        Ok(gen)
+    }
+
+    /// The number of keys this VM holds for a provider.
+    pub fn local_key_count(&self, idx: usize) -> usize {
+        self.providers.get(idx).map_or(0, |r| r.keys.len())
+    }
+
+    /// Decides one token. With `may_wait` false (a waiter past its
+    /// deadline), no refresh is started and missing keys are final.
+    pub fn authenticate(
+        &mut self,
+        store: &dyn SharedStore,
+        metrics: &dyn Metrics,
+        now_ms: u64,
+        token: &str,
+        may_wait: bool,
+    ) -> Verdict {
+        match self.decide(store, metrics, now_ms, token, may_wait) {
+            Ok(v) => v,
+            Err(r) => Verdict::Deny(r),
+        }
+    }
+
+    fn decide(
+        &mut self,
+        store: &dyn SharedStore,
+        metrics: &dyn Metrics,
+        now_ms: u64,
+        token: &str,
+        may_wait: bool,
+    ) -> Result<Verdict, Refusal> {
+        let now_s = now_ms / 1000;
+        let d = jose::decode(token).map_err(Refusal::Decode)?;
+        let alg = policy::check_header(&d.header, self.cfg.allowed_algorithms)?;
+        let idx = 0;
+        let provider = self
+            .cfg
+            .providers
+            .get(idx)
+            .ok_or(Refusal::NoKeyForAlgorithm)?;
+        policy::check_claims(&d.claims, &provider.claims, now_s)?;
+        if let Err(e) = self.sync(store, idx) {
+            log::warn!("jwt_jwks: reading shared keys failed: {e}; using this worker's copy");
+        }
+        let check = |key: &PublicKey| verify(key, alg, token, &d, now_s);
+
+        let provider = self
+            .cfg
+            .providers
+            .get(idx)
+            .ok_or(Refusal::NoKeyForAlgorithm)?;
+        let keys = &self
+            .providers
+            .get(idx)
+            .ok_or(Refusal::NoKeyForAlgorithm)?
+            .keys;
+        if keys.is_empty() {
+            // Nothing loaded (cold start, outage, clear): the fallback key
+            // serves every token; without one, wait for the first fetch.
+            if let Some(fb) = &provider.fallback {
+                return check(&fb.key);
+            }
+            if !may_wait || provider.jwks.is_none() {
+                return Err(Refusal::KeysUnavailable);
+            }
+            return self.refresh(store, idx, now_ms, Trigger::Cold, Refusal::KeysUnavailable);
+        }
+
+        let kid = match self.cfg.key_claim {
+            KeyClaim::Kid => d.header.kid.as_deref(),
+            KeyClaim::Iss => None,
+        };
+        if let Some(kid) = kid {
+            return match keys.find(kid) {
+                Some(entry) => {
+                    metrics.incr(Metric::CacheHit);
+                    check(&entry.key)
+                }
+                None => {
+                    metrics.incr(Metric::CacheMiss);
+                    if !may_wait {
+                        return Err(Refusal::UnknownKid);
+                    }
+                    self.refresh(store, idx, now_ms, Trigger::UnknownKid, Refusal::UnknownKid)
+                }
+            };
+        }
+        if self.cfg.key_claim == KeyClaim::Kid {
+            if let Some(fb) = &provider.fallback {
+                return check(&fb.key);
+            }
+        }
+        // No kid (or key_claim_name "iss"): try the provider's keys for this
+        // alg, in document order. A miss may mean rotation: refresh once.
+        let mut tried = false;
+        for entry in keys.for_alg(alg) {
+            tried = true;
+            match check(&entry.key) {
+                Err(Refusal::BadSignature) => continue,
+                other => {
+                    metrics.incr(Metric::CacheHit);
+                    return other;
+                }
+            }
+        }
+        metrics.incr(Metric::CacheMiss);
+        let refusal = if tried {
+            Refusal::BadSignature
+        } else {
+            Refusal::NoKeyForAlgorithm
+        };
+        if !may_wait {
+            return Err(refusal);
+        }
+        self.refresh(store, idx, now_ms, Trigger::UnknownKid, refusal)
+    }
+
+    fn refresh(
+        &mut self,
+        store: &dyn SharedStore,
+        idx: usize,
+        now_ms: u64,
+        trigger: Trigger,
+        otherwise: Refusal,
+    ) -> Result<Verdict, Refusal> {
+        let (
+            Some(p),
+            Some(Runtime {
+                names: Some(names), ..
+            }),
+        ) = (self.cfg.providers.get(idx), self.providers.get(idx))
+        else {
+            return Err(otherwise);
+        };
+        match fetch::try_acquire(store, names, p, &self.owner, now_ms, trigger) {
+            Ok(Acquire::Acquired) => Ok(Verdict::Wait {
+                provider: idx,
+                dispatch: true,
+            }),
+            Ok(Acquire::Busy) => Ok(Verdict::Wait {
+                provider: idx,
+                dispatch: false,
+            }),
+            // Cold: a retry delay is running; the periodic check will fetch.
+            Ok(Acquire::NotDue) if trigger == Trigger::Cold => Ok(Verdict::Wait {
+                provider: idx,
+                dispatch: false,
+            }),
+            Ok(_) => Err(otherwise),
+            Err(e) => {
+                log::warn!("jwt_jwks: refresh lease: {e}");
+                Err(otherwise)
+            }
+        }
+    }
+
+    /// The periodic check: providers whose scheduled refresh this VM must
+    /// now send (it took the lease).
+    pub fn tick(&mut self, store: &dyn SharedStore, now_ms: u64) -> Vec<usize> {
+        let mut due = Vec::new();
+        for idx in 0..self.providers.len() {
+            if let Err(e) = self.sync(store, idx) {
+                log::warn!("jwt_jwks: reading shared keys failed: {e}");
+                continue;
+            }
+            let (
+                Some(p),
+                Some(Runtime {
+                    names: Some(names), ..
+                }),
+            ) = (self.cfg.providers.get(idx), self.providers.get(idx))
+            else {
+                continue;
+            };
+            match fetch::try_acquire(store, names, p, &self.owner, now_ms, Trigger::Scheduled) {
+                Ok(Acquire::Acquired) => due.push(idx),
+                Ok(_) => {}
+                Err(e) => log::warn!("jwt_jwks: refresh lease: {e}"),
+            }
+        }
+        due
+    }
+
+    /// The callout to send for a provider.
+    pub fn callout(&self, idx: usize) -> Option<Callout> {
+        let p = self.cfg.providers.get(idx)?;
+        p.jwks.as_ref()?;
+        Some(Callout {
+            upstream: p.upstream.clone(),
+            headers: fetch::request_headers(p),
+            timeout_ms: p.timeout_ms,
+        })
+    }
+
+    /// Whether a callout body of `size` bytes may be read.
+    pub fn body_allowed(&self, idx: usize, size: usize) -> bool {
+        self.cfg
+            .providers
+            .get(idx)
+            .is_some_and(|p| fetch::body_allowed(p, size))
+    }
+
+    /// Records a callout's answer.
+    pub fn fetch_done(
+        &mut self,
+        store: &dyn SharedStore,
+        metrics: &dyn Metrics,
+        now_ms: u64,
+        idx: usize,
+        answer: &Answer,
+    ) -> Option<fetch::Outcome> {
+        let allowed = self.cfg.allowed_algorithms;
+        let p = self.cfg.providers.get(idx)?;
+        let names = self.providers.get(idx)?.names.as_ref()?;
+        let result = fetch::evaluate(answer, p, allowed);
+        let outcome = match fetch::complete(store, names, p, &self.owner, now_ms, result) {
+            Ok(o) => o,
+            Err(e) => {
+                log::error!("jwt_jwks: storing JWKS fetch result failed: {e}");
+                return None;
+            }
+        };
+        match &outcome {
+            fetch::Outcome::Stored { keys, skipped, .. } => {
+                metrics.incr(Metric::FetchSuccess);
+                log::info!(
+                    "jwt_jwks: JWKS fetched from {}: {keys} keys ({skipped} skipped)",
+                    p.upstream
+                );
+            }
+            fetch::Outcome::Failed(e) => {
+                metrics.incr(Metric::FetchFailure);
+                log::warn!(
+                    "jwt_jwks: JWKS fetch from {} failed: {e}; keeping the current keys",
+                    p.upstream
+                );
+            }
+        }
+        let _ = self.sync(store, idx);
+        Some(outcome)
+    }
+
+    /// The callout could not be sent: give the lease back.
+    pub fn fetch_not_sent(
+        &mut self,
+        store: &dyn SharedStore,
+        metrics: &dyn Metrics,
+        now_ms: u64,
+        idx: usize,
+        why: &str,
+    ) {
+        metrics.incr(Metric::FetchFailure);
+        if let Some(Runtime {
+            names: Some(names), ..
+        }) = self.providers.get(idx)
+        {
+            let error = format!("JWKS callout could not be sent: {why}");
+            log::warn!("jwt_jwks: {error}");
+            if let Err(e) = fetch::abandon(store, names, &self.owner, now_ms, &error) {
+                log::warn!("jwt_jwks: releasing the refresh lease: {e}");
+            }
+        }
+    }
+
+    /// Registers a paused request; `false` when the cap is reached.
+    pub fn add_waiter(&mut self, mut w: Pending) -> bool {
+        if self.waiters.len() >= self.cfg.max_pending_requests {
+            return false;
+        }
+        w.gen = self.providers.get(w.provider).map_or(0, |r| r.gen);
+        self.waiters.push(w);
+        true
+    }
+
+    pub fn remove_waiter(&mut self, context_id: u32) {
+        self.waiters.retain(|w| w.context_id != context_id);
+    }
+
+    pub fn waiting(&self) -> usize {
+        self.waiters.len()
+    }
+
+    /// Looks at every paused request: those whose provider has new keys,
+    /// whose fetch ended, or whose deadline passed are decided again.
+    /// Returns the final verdicts to carry out, and the providers whose
+    /// refresh the caller must now send (a re-decision took the lease).
+    pub fn review_waiters(
+        &mut self,
+        store: &dyn SharedStore,
+        metrics: &dyn Metrics,
+        now_ms: u64,
+    ) -> (Vec<(Pending, Verdict)>, Vec<usize>) {
+        let mut finals = Vec::new();
+        let mut dispatch = Vec::new();
+        if self.waiters.is_empty() {
+            return (finals, dispatch);
+        }
+        let mut status = Vec::with_capacity(self.providers.len());
+        for idx in 0..self.providers.len() {
+            let gen = self.sync(store, idx).unwrap_or(0);
+            let busy = self
+                .providers
+                .get(idx)
+                .and_then(|r| r.names.as_ref())
+                .and_then(|n| cache::read_state(store, n).ok())
+                .is_some_and(|s| s.lease_held(now_ms));
+            status.push((gen, busy));
+        }
+        let waiters = std::mem::take(&mut self.waiters);
+        for mut w in waiters {
+            let (gen, busy) = status.get(w.provider).copied().unwrap_or((0, false));
+            let expired = now_ms >= w.deadline_ms;
+            if !expired && gen == w.gen && busy {
+                self.waiters.push(w);
+                continue;
+            }
+            match self.authenticate(store, metrics, now_ms, &w.token, !expired) {
+                Verdict::Wait {
+                    provider,
+                    dispatch: d,
+                } => {
+                    if d && !dispatch.contains(&provider) {
+                        dispatch.push(provider);
+                    }
+                    w.gen = gen;
+                    self.waiters.push(w);
+                }
+                v => finals.push((w, v)),
+            }
+        }
+        (finals, dispatch)
+    }
+
+    /// `GET .../cache/info`.
+    pub fn info(&self, store: &dyn SharedStore, now_ms: u64) -> Value {
+        let mut total = 0;
+        let mut providers = Vec::new();
+        for (p, rt) in self.cfg.providers.iter().zip(&self.providers) {
+            let Some(names) = &rt.names else {
+                providers.push(json!({
+                    "jwks_uri": null,
+                    "fallback_key": p.fallback.is_some(),
+                    "keys_count": 0,
+                    "kids": [],
+                }));
+                continue;
+            };
+            let rec = cache::read_keys(store, names).unwrap_or_default();
+            let st = cache::read_state(store, names).unwrap_or_default();
+            let kids: Vec<&str> = rec
+                .keys
+                .iter()
+                .filter_map(|k| k.get("kid").and_then(Value::as_str))
+                .collect();
+            total += rec.keys.len();
+            let secs = |ms: u64| {
+                if ms == 0 {
+                    Value::Null
+                } else {
+                    json!(ms / 1000)
+                }
+            };
+            providers.push(json!({
+                "jwks_uri": p.jwks.as_ref().map(|j| j.uri.clone()),
+                "upstream": p.upstream,
+                "keys_count": rec.keys.len(),
+                "kids": kids,
+                "generation": rec.gen,
+                "fetched_at": secs(st.fetched_at_ms),
+                "expires_at": secs(st.expires_at_ms),
+                "stale": st.has_keys() && now_ms >= st.expires_at_ms,
+                "refreshing": st.lease_held(now_ms),
+                "next_attempt_at": secs(st.next_attempt_ms),
+                "fetch_success": st.fetch_success,
+                "fetch_failure": st.fetch_failure,
+                "last_error": st.last_error,
+                "last_error_at": secs(st.last_error_at_ms),
+                "skipped_keys": st.skipped,
+                "fallback_key": p.fallback.is_some(),
+                "cache_ttl": p.cache_ttl_s,
+            }));
+        }
+        json!({
+            "cache_type": "proxy-wasm shared data",
+            "keys_count": total,
+            "providers": providers,
+        })
+    }
+
+    /// `POST .../cache/clear`.
+    pub fn clear_all(&mut self, store: &dyn SharedStore) -> Result<Value, StoreError> {
+        let mut removed = 0;
+        for idx in 0..self.providers.len() {
+            if let Some(Runtime {
+                names: Some(names), ..
+            }) = self.providers.get(idx)
+            {
+                removed += fetch::clear_all(store, names)?;
+            }
+            self.sync(store, idx)?;
+        }
+        log::info!("jwt_jwks: admin: cleared the JWKS cache ({removed} keys)");
+        Ok(json!({ "cleared": "all", "keys_removed": removed }))
+    }
+
+    /// `POST .../cache/clear/{kid}`; `None` when no provider has the kid.
+    pub fn clear_kid(
+        &mut self,
+        store: &dyn SharedStore,
+        kid: &str,
+    ) -> Result<Option<Value>, StoreError> {
+        let mut found = false;
+        for idx in 0..self.providers.len() {
+            if let Some(Runtime {
+                names: Some(names), ..
+            }) = self.providers.get(idx)
+            {
+                found |= fetch::clear_kid(store, names, kid)?;
+            }
+            self.sync(store, idx)?;
+        }
+        if !found {
+            return Ok(None);
+        }
+        log::info!("jwt_jwks: admin: cleared key {kid:?}");
+        Ok(Some(json!({ "cleared": kid })))
+    }
+}
+
+fn verify(
+    key: &PublicKey,
+    alg: Alg,
+    token: &str,
+    d: &jose::Decoded,
+    now_s: u64,
+) -> Result<Verdict, Refusal> {
+    match key.verify(alg, token, d.signing_input, &d.signature, now_s) {
+        Ok(()) => Ok(Verdict::Allow),
+        Err(SigError::BadSignature) => Err(Refusal::BadSignature),
+        Err(SigError::WrongAlgorithm) => Err(Refusal::NoKeyForAlgorithm),
+        Err(SigError::Rejected(why)) => {
+            log::debug!("jwt_jwks: verifier refused token: {why}");
+            Err(Refusal::Rejected)
+        }
+    }
+}

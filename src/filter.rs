@@ -1,0 +1,581 @@
+//! The proxy-wasm glue: root and HTTP contexts that read from the host,
+//! ask the engine, and write back. Only host calls that return `Result`
+//! are used on request paths, so a host error never unwinds into the VM.
+//!
+//! Waiting for keys: a request that needs a fetch sends the callout from
+//! its own context (allowed on every host) and is resumed from that
+//! callout's answer. Other paused requests in the same VM are finished
+//! through `set_effective_context` when the answer arrives, and by the
+//! root's periodic check (every `TICK`) when another worker fetched.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::time::{Duration, UNIX_EPOCH};
+
+use proxy_wasm::hostcalls;
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{
+    Action, BufferType, ContextType, GrpcStatusCode, LogLevel, MapType, MetricType, Status,
+};
+
+use crate::admin::{self, Action as AdminAction, Route};
+use crate::cache::{SharedStore, StoreError};
+use crate::config::Config;
+use crate::engine::{Engine, Pending, Verdict};
+use crate::fetch::Answer;
+use crate::metrics::{self, Metric, Metrics};
+use crate::response::{self, json_reply, LocalReply};
+use crate::token::{self, Source};
+
+/// How often the root context checks refreshes and paused requests.
+const TICK: Duration = Duration::from_millis(100);
+
+proxy_wasm::main! {{
+    proxy_wasm::set_log_level(LogLevel::Info);
+    proxy_wasm::set_root_context(|context_id| -> Box<dyn RootContext> {
+        Box::new(Root {
+            id: context_id,
+            engine: None,
+            metrics: Rc::new(HostMetrics::default()),
+            callouts: HashMap::new(),
+            tick_set: false,
+        })
+    });
+}}
+
+struct HostStore;
+
+impl SharedStore for HostStore {
+    fn get(&self, key: &str) -> Result<(Option<Vec<u8>>, u32), StoreError> {
+        hostcalls::get_shared_data(key)
+            .map(|(v, cas)| (v, cas.unwrap_or(0)))
+            .map_err(|s| StoreError::Host(format!("{s:?}")))
+    }
+
+    fn set(&self, key: &str, value: &[u8], cas: u32) -> Result<(), StoreError> {
+        let cas = if cas == 0 { None } else { Some(cas) };
+        hostcalls::set_shared_data(key, Some(value), cas).map_err(|s| match s {
+            Status::CasMismatch => StoreError::CasMismatch,
+            other => StoreError::Host(format!("{other:?}")),
+        })
+    }
+}
+
+#[derive(Default)]
+struct HostMetrics {
+    ids: Vec<Option<u32>>,
+}
+
+impl HostMetrics {
+    fn define() -> HostMetrics {
+        let ids = metrics::all_names()
+            .iter()
+            .map(
+                |name| match hostcalls::define_metric(MetricType::Counter, name) {
+                    Ok(id) => Some(id),
+                    Err(e) => {
+                        log::warn!("jwt_jwks: metric {name} unavailable: {e:?}");
+                        None
+                    }
+                },
+            )
+            .collect();
+        HostMetrics { ids }
+    }
+}
+
+impl Metrics for HostMetrics {
+    fn incr(&self, m: Metric) {
+        if let Some(Some(id)) = self.ids.get(m.index()) {
+            let _ = hostcalls::increment_metric(*id, 1);
+        }
+    }
+}
+
+fn now_ms() -> u64 {
+    hostcalls::get_current_time()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+fn send(reply: &LocalReply) {
+    let result = match reply.grpc_status {
+        Some(code) => {
+            let status = match code {
+                3 => GrpcStatusCode::InvalidArgument,
+                14 => GrpcStatusCode::Unavailable,
+                _ => GrpcStatusCode::Unauthenticated,
+            };
+            let meta: Vec<(&str, &[u8])> = reply
+                .headers
+                .iter()
+                .filter(|(k, _)| k == "www-authenticate")
+                .map(|(k, v)| (k.as_str(), v.as_bytes()))
+                .collect();
+            let msg = serde_json::from_str::<serde_json::Value>(&reply.body)
+                .ok()
+                .and_then(|v| {
+                    v.get("message")
+                        .and_then(|m| m.as_str())
+                        .map(str::to_string)
+                });
+            hostcalls::send_grpc_response(status, msg.as_deref(), meta)
+        }
+        None => {
+            let headers: Vec<(&str, &str)> = reply
+                .headers
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            hostcalls::send_http_response(reply.status as u32, headers, Some(reply.body.as_bytes()))
+        }
+    };
+    if let Err(e) = result {
+        log::error!("jwt_jwks: sending a local reply failed: {e:?}");
+    }
+}
+
+/// Removes the token from where it was found, when it must not go upstream.
+fn strip_token(cfg: &Config, source: &Source) {
+    if cfg.forward_token {
+        return;
+    }
+    let result = match source {
+        Source::Header(name) => hostcalls::set_map_value(MapType::HttpRequestHeaders, name, None),
+        Source::Query(name) => match hostcalls::get_map_value(MapType::HttpRequestHeaders, ":path")
+        {
+            Ok(Some(path)) => {
+                let stripped = token::path_without_param(&path, name);
+                hostcalls::set_map_value(MapType::HttpRequestHeaders, ":path", Some(&stripped))
+            }
+            other => other.map(drop),
+        },
+        Source::Cookie(name) => {
+            match hostcalls::get_map_value(MapType::HttpRequestHeaders, "cookie") {
+                Ok(Some(value)) => {
+                    let kept = token::cookie_without(&value, name);
+                    hostcalls::set_map_value(MapType::HttpRequestHeaders, "cookie", kept.as_deref())
+                }
+                other => other.map(drop),
+            }
+        }
+    };
+    if let Err(e) = result {
+        log::warn!("jwt_jwks: removing the token before the upstream failed: {e:?}");
+    }
+}
+
+/// Carries out a verdict for the current (effective) request.
+fn conclude(
+    cfg: &Config,
+    m: &dyn Metrics,
+    verdict: &Verdict,
+    source: &Source,
+    grpc: bool,
+    resume: bool,
+) -> Action {
+    match verdict {
+        Verdict::Allow => {
+            m.incr(Metric::Allowed);
+            strip_token(cfg, source);
+            if resume {
+                if let Err(e) = hostcalls::resume_http_request() {
+                    log::warn!("jwt_jwks: resuming a request failed: {e:?}");
+                }
+            }
+            Action::Continue
+        }
+        Verdict::Deny(r) => {
+            m.incr(Metric::Denied(r.metric()));
+            send(&response::refusal(r, &cfg.realm, grpc));
+            Action::Pause
+        }
+        Verdict::Wait { .. } => Action::Pause,
+    }
+}
+
+/// Finishes paused requests decided elsewhere; returns to `home` after.
+fn finish_waiters(engine: &Engine, m: &dyn Metrics, finals: Vec<(Pending, Verdict)>, home: u32) {
+    if finals.is_empty() {
+        return;
+    }
+    for (w, v) in finals {
+        if hostcalls::set_effective_context(w.context_id).is_err() {
+            continue; // the request is gone
+        }
+        conclude(engine.config(), m, &v, &w.source, w.grpc, true);
+    }
+    let _ = hostcalls::set_effective_context(home);
+}
+
+/// Sends the JWKS callout for `idx` from the calling context.
+fn dispatch(ctx: &dyn Context, engine: &mut Engine, m: &dyn Metrics, idx: usize) -> Option<u32> {
+    let c = engine.callout(idx)?;
+    let (upstream, timeout_ms) = (c.upstream.as_str(), c.timeout_ms);
+    let headers: Vec<(&str, &str)> = c
+        .headers
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    match ctx.dispatch_http_call(
+        upstream,
+        headers,
+        None,
+        vec![],
+        Duration::from_millis(timeout_ms),
+    ) {
+        Ok(token) => Some(token),
+        Err(e) => {
+            engine.fetch_not_sent(
+                &HostStore,
+                m,
+                now_ms(),
+                idx,
+                &format!("{e:?} (is '{upstream}' a known upstream?)"),
+            );
+            None
+        }
+    }
+}
+
+/// Reads a callout's answer (the body only if within the size limit).
+fn read_answer(engine: &mut Engine, m: &dyn Metrics, idx: usize, body_size: usize) {
+    let status = hostcalls::get_map_value(MapType::HttpCallResponseHeaders, ":status")
+        .ok()
+        .flatten()
+        .and_then(|s| s.parse::<u16>().ok());
+    let dispatch_status =
+        hostcalls::get_map_value(MapType::HttpCallResponseHeaders, ":dispatch_status")
+            .ok()
+            .flatten();
+    let body = if status == Some(200) && engine.body_allowed(idx, body_size) {
+        hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size)
+            .ok()
+            .flatten()
+    } else {
+        None
+    };
+    let answer = Answer {
+        status,
+        dispatch_status,
+        body_size,
+        body: body.as_deref(),
+    };
+    engine.fetch_done(&HostStore, m, now_ms(), idx, &answer);
+}
+
+struct Root {
+    id: u32,
+    engine: Option<Rc<RefCell<Engine>>>,
+    metrics: Rc<HostMetrics>,
+    /// Callouts sent by the root context: token -> provider.
+    callouts: HashMap<u32, usize>,
+    tick_set: bool,
+}
+
+impl Root {
+    fn review(&mut self) {
+        let Some(engine) = self.engine.clone() else {
+            return;
+        };
+        let Ok(mut e) = engine.try_borrow_mut() else {
+            return;
+        };
+        let m = self.metrics.clone();
+        let (finals, to_send) = e.review_waiters(&HostStore, m.as_ref(), now_ms());
+        finish_waiters(&e, m.as_ref(), finals, self.id);
+        for idx in to_send {
+            if let Some(token) = dispatch(self, &mut e, m.as_ref(), idx) {
+                self.callouts.insert(token, idx);
+            }
+        }
+    }
+}
+
+impl Context for Root {
+    fn on_http_call_response(
+        &mut self,
+        token_id: u32,
+        _headers: usize,
+        body_size: usize,
+        _trailers: usize,
+    ) {
+        let Some(idx) = self.callouts.remove(&token_id) else {
+            return;
+        };
+        if let Some(engine) = self.engine.clone() {
+            if let Ok(mut e) = engine.try_borrow_mut() {
+                read_answer(&mut e, self.metrics.as_ref(), idx, body_size);
+            }
+        }
+        self.review();
+    }
+}
+
+impl RootContext for Root {
+    fn on_configure(&mut self, _size: usize) -> bool {
+        let bytes = match hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX) {
+            Ok(Some(b)) => b,
+            Ok(None) => b"{}".to_vec(),
+            Err(e) => {
+                log::error!("jwt_jwks: cannot read the plugin configuration: {e:?}");
+                return false;
+            }
+        };
+        let cfg = match Config::parse(&bytes) {
+            Ok(c) => c,
+            Err(e) => {
+                log::error!("jwt_jwks: {e}");
+                return false;
+            }
+        };
+        if let Some(v) = cfg.ssl_verify {
+            log::info!(
+                "jwt_jwks: ssl_verify={v} is not enforced by the filter: TLS of the JWKS callout is the host's \
+                 (Envoy: the cluster's transport_socket; Kong: wasm_tls_verify / wasm_tls_trusted_certificate)"
+            );
+        }
+        let nanos = hostcalls::get_current_time()
+            .ok()
+            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_nanos());
+        let owner = format!("{nanos:x}-{}", self.id);
+        self.metrics = Rc::new(HostMetrics::define());
+        self.engine = Some(Rc::new(RefCell::new(Engine::new(cfg, owner))));
+        if !self.tick_set {
+            // Callouts start from the first tick: Kong's host refuses them
+            // during on_configure. A second non-zero period traps there too.
+            if let Err(e) = hostcalls::set_tick_period(TICK) {
+                log::error!("jwt_jwks: cannot set the tick period: {e:?}");
+                return false;
+            }
+            self.tick_set = true;
+        }
+        true
+    }
+
+    fn on_tick(&mut self) {
+        let Some(engine) = self.engine.clone() else {
+            return;
+        };
+        {
+            let Ok(mut e) = engine.try_borrow_mut() else {
+                return;
+            };
+            let due = e.tick(&HostStore, now_ms());
+            for idx in due {
+                if let Some(token) = dispatch(self, &mut e, self.metrics.as_ref(), idx) {
+                    self.callouts.insert(token, idx);
+                }
+            }
+        }
+        self.review();
+    }
+
+    fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
+        let engine = self.engine.clone()?;
+        Some(Box::new(Http {
+            id: context_id,
+            engine,
+            metrics: self.metrics.clone(),
+            callouts: Vec::new(),
+        }))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}
+
+struct Http {
+    id: u32,
+    engine: Rc<RefCell<Engine>>,
+    metrics: Rc<HostMetrics>,
+    /// JWKS callouts this request sent: (token, provider).
+    callouts: Vec<(u32, usize)>,
+}
+
+impl Http {
+    fn admin(&self, e: &mut Engine, action: AdminAction) -> LocalReply {
+        self.metrics.incr(Metric::AdminRequests);
+        let result = match action {
+            AdminAction::Info => Ok(Some(e.info(&HostStore, now_ms()))),
+            AdminAction::ClearAll => e.clear_all(&HostStore).map(Some),
+            AdminAction::ClearKid(kid) => e.clear_kid(&HostStore, &kid),
+        };
+        match result {
+            Ok(Some(body)) => json_reply(200, body),
+            Ok(None) => json_reply(
+                404,
+                serde_json::json!({"error": "not_found", "message": "unknown key id"}),
+            ),
+            Err(err) => json_reply(
+                500,
+                serde_json::json!({"error": "internal", "message": err.to_string()}),
+            ),
+        }
+    }
+
+    fn request(&mut self) -> Action {
+        let Ok(headers) = hostcalls::get_map(MapType::HttpRequestHeaders) else {
+            log::error!("jwt_jwks: cannot read request headers");
+            send(&response::refusal(
+                &crate::policy::Refusal::KeysUnavailable,
+                "jwt-jwks",
+                false,
+            ));
+            return Action::Pause;
+        };
+        let get = |name: &str| {
+            headers
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.as_str())
+        };
+        let method = get(":method").unwrap_or_default().to_string();
+        let path = get(":path").unwrap_or_default().to_string();
+        let grpc = response::is_grpc(get("content-type"));
+        let engine = self.engine.clone();
+        let Ok(mut e) = engine.try_borrow_mut() else {
+            send(&response::refusal(
+                &crate::policy::Refusal::KeysUnavailable,
+                "jwt-jwks",
+                grpc,
+            ));
+            return Action::Pause;
+        };
+        let m = self.metrics.clone();
+
+        match admin::route(
+            e.config().admin.as_ref(),
+            &method,
+            &path,
+            get("authorization"),
+        ) {
+            Route::NotAdmin => {}
+            Route::Reply(r) => {
+                m.incr(Metric::AdminRequests);
+                send(&r);
+                return Action::Pause;
+            }
+            Route::Run(action) => {
+                let r = self.admin(&mut e, action);
+                send(&r);
+                return Action::Pause;
+            }
+        }
+
+        if !e.config().run_on_preflight && token::is_preflight(&method, &headers) {
+            return Action::Continue;
+        }
+        let found = match token::extract(e.config(), &headers, &path) {
+            Ok(Some(f)) => f,
+            Ok(None) => {
+                let v = Verdict::Deny(crate::policy::Refusal::MissingToken);
+                return conclude(
+                    e.config(),
+                    m.as_ref(),
+                    &v,
+                    &Source::Header(String::new()),
+                    grpc,
+                    false,
+                );
+            }
+            Err(r) => {
+                return conclude(
+                    e.config(),
+                    m.as_ref(),
+                    &Verdict::Deny(r),
+                    &Source::Header(String::new()),
+                    grpc,
+                    false,
+                )
+            }
+        };
+        let now = now_ms();
+        let verdict = e.authenticate(&HostStore, m.as_ref(), now, &found.token, true);
+        let Verdict::Wait {
+            provider,
+            dispatch: send_it,
+        } = verdict
+        else {
+            return conclude(e.config(), m.as_ref(), &verdict, &found.source, grpc, false);
+        };
+        let timeout = e
+            .config()
+            .providers
+            .get(provider)
+            .map_or(5000, |p| p.timeout_ms);
+        let pending = Pending {
+            context_id: self.id,
+            token: found.token,
+            source: found.source,
+            grpc,
+            provider,
+            deadline_ms: now + timeout,
+            gen: 0,
+        };
+        if !e.add_waiter(pending) {
+            let v = Verdict::Deny(crate::policy::Refusal::Overloaded);
+            return conclude(
+                e.config(),
+                m.as_ref(),
+                &v,
+                &Source::Header(String::new()),
+                grpc,
+                false,
+            );
+        }
+        m.incr(Metric::Paused);
+        if send_it {
+            if let Some(token) = dispatch(self, &mut e, m.as_ref(), provider) {
+                self.callouts.push((token, provider));
+            }
+        }
+        Action::Pause
+    }
+}
+
+impl Context for Http {
+    fn on_http_call_response(
+        &mut self,
+        token_id: u32,
+        _headers: usize,
+        body_size: usize,
+        _trailers: usize,
+    ) {
+        let Some(pos) = self.callouts.iter().position(|(t, _)| *t == token_id) else {
+            return;
+        };
+        let (_, idx) = self.callouts.swap_remove(pos);
+        let engine = self.engine.clone();
+        let Ok(mut e) = engine.try_borrow_mut() else {
+            return;
+        };
+        let m = self.metrics.clone();
+        read_answer(&mut e, m.as_ref(), idx, body_size);
+        let (finals, to_send) = e.review_waiters(&HostStore, m.as_ref(), now_ms());
+        finish_waiters(&e, m.as_ref(), finals, self.id);
+        for idx in to_send {
+            if let Some(token) = dispatch(self, &mut e, m.as_ref(), idx) {
+                self.callouts.push((token, idx));
+            }
+        }
+    }
+}
+
+impl HttpContext for Http {
+    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        self.request()
+    }
+}
+
+impl Drop for Http {
+    fn drop(&mut self) {
+        if let Ok(mut e) = self.engine.try_borrow_mut() {
+            e.remove_waiter(self.id);
+        }
+    }
+}

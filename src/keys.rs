@@ -1,0 +1,327 @@
+//! Verification keys: built once from JWK components or a PEM, then used to
+//! check signatures. The crypto is jwt-simple's (pure Rust on every target)
+//! plus the `p521` crate for ES512, which jwt-simple lacks.
+#![forbid(unsafe_code)]
+
+use std::fmt;
+
+use jwt_simple::prelude::{
+    Duration, ECDSAP256PublicKeyLike, ECDSAP384PublicKeyLike, ES256PublicKey, ES384PublicKey,
+    Ed25519PublicKey, EdDSAPublicKeyLike, NoCustomClaims, PS256PublicKey, PS384PublicKey,
+    PS512PublicKey, RS256PublicKey, RS384PublicKey, RS512PublicKey, RSAPublicKeyLike,
+    UnixTimeStamp, VerificationOptions,
+};
+use jwt_simple::JWTError;
+use p521::ecdsa::signature::Verifier as _;
+
+use crate::alg::{Alg, AlgSet, KeyFamily};
+
+/// The smallest RSA modulus accepted (RFC 7518 section 3.3 and NIST).
+pub const MIN_RSA_BITS: usize = 2048;
+
+/// Why a key could not be built.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyError {
+    RsaTooSmall(usize),
+    Invalid(&'static str),
+    NotAllowed,
+    NotPem,
+}
+
+impl fmt::Display for KeyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            KeyError::RsaTooSmall(bits) => {
+                write!(
+                    f,
+                    "RSA key of {bits} bits is under the {MIN_RSA_BITS}-bit minimum"
+                )
+            }
+            KeyError::Invalid(what) => write!(f, "invalid key: {what}"),
+            KeyError::NotAllowed => {
+                f.write_str("key type matches no algorithm in allowed_algorithms")
+            }
+            KeyError::NotPem => f.write_str(
+                "not a PEM public key (RSA, EC P-256/P-384/P-521 or Ed25519 SubjectPublicKeyInfo)",
+            ),
+        }
+    }
+}
+
+/// Why a signature check failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SigError {
+    /// The signature does not verify under this key.
+    BadSignature,
+    /// The key cannot be used with the token's algorithm.
+    WrongAlgorithm,
+    /// The verifier refused the token before or after the signature check
+    /// for a structural reason.
+    Rejected(String),
+}
+
+/// One (algorithm, key) pair ready to verify.
+enum Verifier {
+    Rs256(RS256PublicKey),
+    Rs384(RS384PublicKey),
+    Rs512(RS512PublicKey),
+    Ps256(PS256PublicKey),
+    Ps384(PS384PublicKey),
+    Ps512(PS512PublicKey),
+    Es256(ES256PublicKey),
+    Es384(ES384PublicKey),
+    Es512(Box<p521::ecdsa::VerifyingKey>),
+    EdDsa(Ed25519PublicKey),
+}
+
+/// A public key, prepared for every algorithm it may verify.
+pub struct PublicKey {
+    family: KeyFamily,
+    algs: AlgSet,
+    verifiers: Vec<(Alg, Verifier)>,
+}
+
+impl fmt::Debug for PublicKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PublicKey")
+            .field("family", &self.family)
+            .field("algs", &self.algs.iter().map(Alg::name).collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+fn bit_length(n: &[u8]) -> usize {
+    match n.iter().position(|b| *b != 0) {
+        None => 0,
+        Some(i) => {
+            let first = n.get(i).copied().unwrap_or(0);
+            (n.len() - i) * 8 - first.leading_zeros() as usize
+        }
+    }
+}
+
+impl PublicKey {
+    /// An RSA key from its modulus and exponent (big-endian), for the RSA
+    /// algorithms in `algs`.
+    pub fn rsa(n: &[u8], e: &[u8], algs: AlgSet) -> Result<PublicKey, KeyError> {
+        let bits = bit_length(n);
+        if bits < MIN_RSA_BITS {
+            return Err(KeyError::RsaTooSmall(bits));
+        }
+        let algs = algs.intersect(AlgSet::family(KeyFamily::Rsa));
+        if algs.is_empty() {
+            return Err(KeyError::NotAllowed);
+        }
+        let bad = |_| KeyError::Invalid("RSA modulus or exponent refused");
+        let mut verifiers = Vec::new();
+        for alg in algs.iter() {
+            let v = match alg {
+                Alg::RS256 => Verifier::Rs256(RS256PublicKey::from_components(n, e).map_err(bad)?),
+                Alg::RS384 => Verifier::Rs384(RS384PublicKey::from_components(n, e).map_err(bad)?),
+                Alg::RS512 => Verifier::Rs512(RS512PublicKey::from_components(n, e).map_err(bad)?),
+                Alg::PS256 => Verifier::Ps256(PS256PublicKey::from_components(n, e).map_err(bad)?),
+                Alg::PS384 => Verifier::Ps384(PS384PublicKey::from_components(n, e).map_err(bad)?),
+                Alg::PS512 => Verifier::Ps512(PS512PublicKey::from_components(n, e).map_err(bad)?),
+                _ => continue,
+            };
+            verifiers.push((alg, v));
+        }
+        Ok(PublicKey {
+            family: KeyFamily::Rsa,
+            algs,
+            verifiers,
+        })
+    }
+
+    /// An EC key from its SEC1 encoding (uncompressed `04 || x || y`).
+    pub fn ec(family: KeyFamily, sec1: &[u8], algs: AlgSet) -> Result<PublicKey, KeyError> {
+        let algs = algs.intersect(AlgSet::family(family));
+        if algs.is_empty() {
+            return Err(KeyError::NotAllowed);
+        }
+        let bad = |_| KeyError::Invalid("EC point not on the curve");
+        let (alg, v) = match family {
+            KeyFamily::P256 => (
+                Alg::ES256,
+                Verifier::Es256(ES256PublicKey::from_bytes(sec1).map_err(bad)?),
+            ),
+            KeyFamily::P384 => (
+                Alg::ES384,
+                Verifier::Es384(ES384PublicKey::from_bytes(sec1).map_err(bad)?),
+            ),
+            KeyFamily::P521 => (
+                Alg::ES512,
+                Verifier::Es512(Box::new(
+                    p521::ecdsa::VerifyingKey::from_sec1_bytes(sec1)
+                        .map_err(|_| KeyError::Invalid("EC point not on the curve"))?,
+                )),
+            ),
+            _ => return Err(KeyError::Invalid("not an EC curve")),
+        };
+        Ok(PublicKey {
+            family,
+            algs,
+            verifiers: vec![(alg, v)],
+        })
+    }
+
+    /// An Ed25519 key from its 32 raw bytes.
+    pub fn ed25519(raw: &[u8], algs: AlgSet) -> Result<PublicKey, KeyError> {
+        let algs = algs.intersect(AlgSet::family(KeyFamily::Ed25519));
+        if algs.is_empty() {
+            return Err(KeyError::NotAllowed);
+        }
+        if raw.len() != 32 {
+            return Err(KeyError::Invalid("Ed25519 key must be 32 bytes"));
+        }
+        let key = Ed25519PublicKey::from_bytes(raw)
+            .map_err(|_| KeyError::Invalid("weak or invalid Ed25519 key"))?;
+        Ok(PublicKey {
+            family: KeyFamily::Ed25519,
+            algs,
+            verifiers: vec![(Alg::EdDSA, Verifier::EdDsa(key))],
+        })
+    }
+
+    pub fn family(&self) -> KeyFamily {
+        self.family
+    }
+
+    /// The algorithms this key may verify.
+    pub fn algs(&self) -> AlgSet {
+        self.algs
+    }
+
+    /// Checks the signature of a compact JWS whose header and claims the
+    /// caller has already checked. `signing_input` is `header.payload`,
+    /// `signature` the decoded third part. Claim checks inside jwt-simple are
+    /// neutralised (the policy module owns them); its structural checks stay.
+    pub fn verify(
+        &self,
+        alg: Alg,
+        token: &str,
+        signing_input: &str,
+        signature: &[u8],
+        now_s: u64,
+    ) -> Result<(), SigError> {
+        let Some((_, v)) = self.verifiers.iter().find(|(a, _)| *a == alg) else {
+            return Err(SigError::WrongAlgorithm);
+        };
+        let opts = || {
+            Some(VerificationOptions {
+                accept_future: true,
+                time_tolerance: Some(Duration::from_secs(now_s)),
+                artificial_time: Some(UnixTimeStamp::from_secs(now_s)),
+                max_token_length: None,
+                max_header_length: Some(usize::MAX),
+                ..VerificationOptions::default()
+            })
+        };
+        let result = match v {
+            Verifier::Rs256(k) => k.verify_token::<NoCustomClaims>(token, opts()).map(drop),
+            Verifier::Rs384(k) => k.verify_token::<NoCustomClaims>(token, opts()).map(drop),
+            Verifier::Rs512(k) => k.verify_token::<NoCustomClaims>(token, opts()).map(drop),
+            Verifier::Ps256(k) => k.verify_token::<NoCustomClaims>(token, opts()).map(drop),
+            Verifier::Ps384(k) => k.verify_token::<NoCustomClaims>(token, opts()).map(drop),
+            Verifier::Ps512(k) => k.verify_token::<NoCustomClaims>(token, opts()).map(drop),
+            Verifier::Es256(k) => k.verify_token::<NoCustomClaims>(token, opts()).map(drop),
+            Verifier::Es384(k) => k.verify_token::<NoCustomClaims>(token, opts()).map(drop),
+            Verifier::EdDsa(k) => k.verify_token::<NoCustomClaims>(token, opts()).map(drop),
+            Verifier::Es512(k) => {
+                let sig = p521::ecdsa::Signature::from_slice(signature)
+                    .map_err(|_| SigError::BadSignature)?;
+                return k
+                    .verify(signing_input.as_bytes(), &sig)
+                    .map_err(|_| SigError::BadSignature);
+            }
+        };
+        result.map_err(|e| match e.downcast_ref::<JWTError>() {
+            Some(JWTError::InvalidSignature) => SigError::BadSignature,
+            _ => SigError::Rejected(e.to_string()),
+        })
+    }
+}
+
+/// The static `fallback_public_key`.
+#[derive(Debug)]
+pub struct FallbackKey {
+    pub key: PublicKey,
+}
+
+impl FallbackKey {
+    /// Parses a PEM SubjectPublicKeyInfo (or PKCS#1 RSA) public key.
+    pub fn from_pem(pem: &str, allowed: AlgSet) -> Result<FallbackKey, KeyError> {
+        let pem = pem.trim();
+        let key = if let Ok(k) = RS256PublicKey::from_pem(pem) {
+            let c = k.to_components();
+            PublicKey::rsa(&c.n, &c.e, allowed)?
+        } else if let Ok(k) = ES256PublicKey::from_pem(pem) {
+            PublicKey::ec(
+                KeyFamily::P256,
+                &k.public_key().to_bytes_uncompressed(),
+                allowed,
+            )?
+        } else if let Ok(k) = ES384PublicKey::from_pem(pem) {
+            PublicKey::ec(
+                KeyFamily::P384,
+                &k.public_key().to_bytes_uncompressed(),
+                allowed,
+            )?
+        } else if let Ok(k) = Ed25519PublicKey::from_pem(pem) {
+            PublicKey::ed25519(&k.to_bytes(), allowed)?
+        } else {
+            use p521::pkcs8::DecodePublicKey;
+            match p521::ecdsa::VerifyingKey::from_public_key_pem(pem) {
+                Ok(vk) => {
+                    PublicKey::ec(KeyFamily::P521, vk.to_sec1_point(false).as_bytes(), allowed)?
+                }
+                Err(_) => return Err(KeyError::NotPem),
+            }
+        };
+        Ok(FallbackKey { key })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bit_length_ignores_leading_zeros() {
+        assert_eq!(bit_length(&[0, 0, 1]), 1);
+        assert_eq!(bit_length(&[0x80, 0]), 16);
+        assert_eq!(bit_length(&[]), 0);
+        assert_eq!(bit_length(&[0, 0x7f]), 7);
+    }
+
+    #[test]
+    fn small_rsa_keys_are_refused() {
+        let n = vec![0xffu8; 128]; // 1024 bits
+        assert_eq!(
+            PublicKey::rsa(&n, &[1, 0, 1], AlgSet::of(&[Alg::RS256])).unwrap_err(),
+            KeyError::RsaTooSmall(1024)
+        );
+    }
+
+    #[test]
+    fn keys_only_serve_allowed_algorithms_of_their_family() {
+        let raw = [7u8; 32];
+        // A valid-looking Ed25519 key is refused when EdDSA is not allowed.
+        assert_eq!(
+            PublicKey::ed25519(&raw, AlgSet::of(&[Alg::RS256])).unwrap_err(),
+            KeyError::NotAllowed
+        );
+    }
+
+    #[test]
+    fn garbage_pem_is_refused() {
+        assert_eq!(
+            FallbackKey::from_pem(
+                "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----",
+                AlgSet::of(&Alg::ALL)
+            )
+            .unwrap_err(),
+            KeyError::NotPem
+        );
+    }
+}

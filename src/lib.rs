@@ -1,0 +1,23 @@
+//! jwt-jwks: a proxy-wasm HTTP filter that validates JWTs against keys
+//! fetched from JWKS endpoints through host callouts and shared by every
+//! worker through proxy-wasm shared data.
+//!
+//! The logic modules are host-neutral and `#![forbid(unsafe_code)]`; only
+//! `filter` (compiled for wasm32) talks to the proxy-wasm host.
+
+pub mod admin;
+pub mod alg;
+pub mod cache;
+pub mod config;
+pub mod engine;
+pub mod fetch;
+pub mod jose;
+pub mod jwks;
+pub mod keys;
+pub mod metrics;
+pub mod policy;
+pub mod response;
+pub mod token;
+
+#[cfg(target_arch = "wasm32")]
+mod filter;

@@ -1,0 +1,118 @@
+//! Counters, named once. Envoy shows proxy-wasm metrics in `/stats` and
+//! `/stats/prometheus` (prefixed `wasmcustom.`); Kong through its
+//! Prometheus plugin's `wasm_metrics` option.
+#![forbid(unsafe_code)]
+
+use crate::policy::Refusal;
+
+/// One counter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Metric {
+    Allowed,
+    /// A refusal, by its `Refusal::metric()` reason.
+    Denied(&'static str),
+    FetchSuccess,
+    FetchFailure,
+    CacheHit,
+    CacheMiss,
+    /// A request paused to wait for keys.
+    Paused,
+    AdminRequests,
+}
+
+const FIXED: &[&str] = &[
+    "jwt_jwks.allowed",
+    "jwt_jwks.jwks_fetch_success",
+    "jwt_jwks.jwks_fetch_failure",
+    "jwt_jwks.cache_hit",
+    "jwt_jwks.cache_miss",
+    "jwt_jwks.paused",
+    "jwt_jwks.admin_requests",
+];
+
+impl Metric {
+    /// Position in `all_names()`, so hosts can keep ids in a plain array.
+    pub fn index(self) -> usize {
+        match self {
+            Metric::Allowed => 0,
+            Metric::FetchSuccess => 1,
+            Metric::FetchFailure => 2,
+            Metric::CacheHit => 3,
+            Metric::CacheMiss => 4,
+            Metric::Paused => 5,
+            Metric::AdminRequests => 6,
+            Metric::Denied(reason) => {
+                FIXED.len()
+                    + Refusal::METRICS
+                        .iter()
+                        .position(|r| *r == reason)
+                        .unwrap_or(Refusal::METRICS.len() - 1)
+            }
+        }
+    }
+}
+
+/// Every counter name, in `index()` order.
+pub fn all_names() -> Vec<String> {
+    FIXED
+        .iter()
+        .map(|s| s.to_string())
+        .chain(
+            Refusal::METRICS
+                .iter()
+                .map(|r| format!("jwt_jwks.denied.{r}")),
+        )
+        .collect()
+}
+
+/// Where counters go.
+pub trait Metrics {
+    fn incr(&self, m: Metric);
+}
+
+/// Counts in memory (tests, and hosts without metrics).
+#[derive(Debug, Default)]
+pub struct MemoryMetrics {
+    counts: std::cell::RefCell<Vec<u64>>,
+}
+
+impl MemoryMetrics {
+    pub fn get(&self, m: Metric) -> u64 {
+        self.counts.borrow().get(m.index()).copied().unwrap_or(0)
+    }
+}
+
+impl Metrics for MemoryMetrics {
+    fn incr(&self, m: Metric) {
+        let mut c = self.counts.borrow_mut();
+        let i = m.index();
+        if c.len() <= i {
+            c.resize(i + 1, 0);
+        }
+        if let Some(v) = c.get_mut(i) {
+            *v += 1;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn indices_match_names() {
+        let names = all_names();
+        assert_eq!(names[Metric::Allowed.index()], "jwt_jwks.allowed");
+        assert_eq!(names[Metric::CacheMiss.index()], "jwt_jwks.cache_miss");
+        for r in Refusal::METRICS {
+            assert_eq!(
+                names[Metric::Denied(r).index()],
+                format!("jwt_jwks.denied.{r}")
+            );
+        }
+        let mut sorted = names.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(sorted.len(), names.len(), "names are unique");
+    }
+}

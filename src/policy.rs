@@ -1,0 +1,390 @@
+//! The reasons a request is refused, and the header and claims policy that
+//! a token must pass before its signature is checked.
+#![forbid(unsafe_code)]
+
+use crate::alg::{Alg, AlgSet};
+use crate::config::ClaimsPolicy;
+use crate::jose::{Claims, DecodeError, Header};
+
+/// Every way a request can be refused. Each has a stable description (sent
+/// as `error_description`) and a stable metric name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    MissingToken,
+    TokenTooLarge,
+    DuplicateHeader,
+    Decode(DecodeError),
+    AlgorithmNotAllowed,
+    UnsupportedCrit,
+    UnsupportedType,
+    Expired,
+    NotYetValid,
+    IssuedInFuture,
+    TooOld,
+    ExpiresTooFar,
+    MissingClaim(&'static str),
+    Issuer,
+    Audience,
+    UnknownKid,
+    NoKeyForAlgorithm,
+    BadSignature,
+    /// The verifier refused the token for a structural reason.
+    Rejected,
+    /// No signing key could be loaded in time.
+    KeysUnavailable,
+    /// Too many requests are already waiting for keys.
+    Overloaded,
+}
+
+/// How a refusal is answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Class {
+    /// 401 without an error code (RFC 6750 section 3.1).
+    NoCredentials,
+    /// 400 `invalid_request`.
+    InvalidRequest,
+    /// 401 `invalid_token`.
+    InvalidToken,
+    /// 503 with `Retry-After`.
+    Unavailable,
+}
+
+impl Refusal {
+    pub fn class(&self) -> Class {
+        match self {
+            Refusal::MissingToken => Class::NoCredentials,
+            Refusal::TokenTooLarge | Refusal::DuplicateHeader => Class::InvalidRequest,
+            Refusal::KeysUnavailable | Refusal::Overloaded => Class::Unavailable,
+            _ => Class::InvalidToken,
+        }
+    }
+
+    pub fn describe(&self) -> &'static str {
+        match self {
+            Refusal::MissingToken => "no bearer token in the request",
+            Refusal::TokenTooLarge => "token is larger than max_token_size",
+            Refusal::DuplicateHeader => "more than one token header in the request",
+            Refusal::Decode(e) => e.describe(),
+            Refusal::AlgorithmNotAllowed => "token algorithm is not allowed",
+            Refusal::UnsupportedCrit => "token has unsupported critical header parameters",
+            Refusal::UnsupportedType => "token type is not JWT",
+            Refusal::Expired => "token expired",
+            Refusal::NotYetValid => "token is not valid yet (nbf)",
+            Refusal::IssuedInFuture => "token issued in the future (iat)",
+            Refusal::TooOld => "token is older than max_token_age",
+            Refusal::ExpiresTooFar => "token expiry is further away than max_token_age",
+            Refusal::MissingClaim("exp") => "token has no exp claim",
+            Refusal::MissingClaim("nbf") => "token has no nbf claim",
+            Refusal::MissingClaim("iat") => "token has no iat claim",
+            Refusal::MissingClaim("iss") => "token has no iss claim",
+            Refusal::MissingClaim("aud") => "token has no aud claim",
+            Refusal::MissingClaim(_) => "token has no sub claim",
+            Refusal::Issuer => "token issuer is not allowed",
+            Refusal::Audience => "token audience is not allowed",
+            Refusal::UnknownKid => "token key id (kid) is not in the key set",
+            Refusal::NoKeyForAlgorithm => "no signing key for the token algorithm",
+            Refusal::BadSignature => "token signature is invalid",
+            Refusal::Rejected => "token refused by the verifier",
+            Refusal::KeysUnavailable => "signing keys are not available yet",
+            Refusal::Overloaded => "too many requests are waiting for signing keys",
+        }
+    }
+
+    /// The suffix of the `jwt_jwks.denied.<reason>` counter.
+    pub fn metric(&self) -> &'static str {
+        match self {
+            Refusal::MissingToken => "missing_token",
+            Refusal::TokenTooLarge | Refusal::DuplicateHeader => "bad_request",
+            Refusal::Decode(_) | Refusal::Rejected => "malformed",
+            Refusal::AlgorithmNotAllowed => "algorithm",
+            Refusal::UnsupportedCrit | Refusal::UnsupportedType => "header",
+            Refusal::Expired => "expired",
+            Refusal::NotYetValid | Refusal::IssuedInFuture => "not_yet_valid",
+            Refusal::TooOld | Refusal::ExpiresTooFar => "too_old",
+            Refusal::MissingClaim(_) => "missing_claim",
+            Refusal::Issuer => "issuer",
+            Refusal::Audience => "audience",
+            Refusal::UnknownKid => "unknown_kid",
+            Refusal::NoKeyForAlgorithm => "no_key",
+            Refusal::BadSignature => "signature",
+            Refusal::KeysUnavailable | Refusal::Overloaded => "unavailable",
+        }
+    }
+
+    /// Every metric suffix, so the glue can define all counters up front.
+    pub const METRICS: &'static [&'static str] = &[
+        "missing_token",
+        "bad_request",
+        "malformed",
+        "algorithm",
+        "header",
+        "expired",
+        "not_yet_valid",
+        "too_old",
+        "missing_claim",
+        "issuer",
+        "audience",
+        "unknown_kid",
+        "no_key",
+        "signature",
+        "unavailable",
+    ];
+}
+
+/// Header checks (RFC 8725): the algorithm must be allowed, `crit` must be
+/// empty (this filter understands no extension), `typ` if present must say
+/// JWT. `jku`, `x5u`, `jwk` and `x5c` are ignored: keys come only from the
+/// configured JWKS or fallback key.
+pub fn check_header(header: &Header, allowed: AlgSet) -> Result<Alg, Refusal> {
+    let alg = Alg::parse(&header.alg)
+        .filter(|a| allowed.contains(*a))
+        .ok_or(Refusal::AlgorithmNotAllowed)?;
+    if header.crit.is_some() {
+        return Err(Refusal::UnsupportedCrit);
+    }
+    if let Some(typ) = &header.typ {
+        let t = typ.to_ascii_uppercase();
+        if t != "JWT" && !t.ends_with("+JWT") {
+            return Err(Refusal::UnsupportedType);
+        }
+    }
+    Ok(alg)
+}
+
+/// Claims checks, with `clock_skew` applied to every time comparison.
+pub fn check_claims(claims: &Claims, policy: &ClaimsPolicy, now_s: u64) -> Result<(), Refusal> {
+    let now = now_s as f64;
+    let skew = policy.clock_skew_s as f64;
+    let require = |present: bool, required: bool, name: &'static str| {
+        if required && !present {
+            Err(Refusal::MissingClaim(name))
+        } else {
+            Ok(())
+        }
+    };
+    require(claims.exp.is_some(), policy.require_exp, "exp")?;
+    require(claims.nbf.is_some(), policy.require_nbf, "nbf")?;
+    require(claims.iat.is_some(), policy.require_iat, "iat")?;
+    require(claims.iss.is_some(), policy.require_iss, "iss")?;
+    require(claims.aud.is_some(), policy.require_aud, "aud")?;
+    require(claims.sub.is_some(), policy.require_sub, "sub")?;
+
+    if let Some(exp) = claims.exp {
+        if now >= exp.0 + skew {
+            return Err(Refusal::Expired);
+        }
+    }
+    if let Some(nbf) = claims.nbf {
+        if now + skew < nbf.0 {
+            return Err(Refusal::NotYetValid);
+        }
+    }
+    if let Some(iat) = claims.iat {
+        if now + skew < iat.0 {
+            return Err(Refusal::IssuedInFuture);
+        }
+    }
+    if let Some(max_age) = policy.max_token_age_s {
+        let max_age = max_age as f64;
+        if let Some(iat) = claims.iat {
+            if now - iat.0 > max_age + skew {
+                return Err(Refusal::TooOld);
+            }
+        }
+        if let Some(exp) = claims.exp {
+            if exp.0 - now > max_age + skew {
+                return Err(Refusal::ExpiresTooFar);
+            }
+        }
+    }
+    if !policy.issuers.is_empty() {
+        let iss = claims.iss.as_deref().unwrap_or_default();
+        if !policy.issuers.iter().any(|i| i == iss) {
+            return Err(Refusal::Issuer);
+        }
+    }
+    if !policy.audiences.is_empty() {
+        let ok = claims
+            .aud
+            .as_ref()
+            .is_some_and(|aud| aud.0.iter().any(|a| policy.audiences.contains(a)));
+        if !ok {
+            return Err(Refusal::Audience);
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::jose::{Audience, NumericDate};
+
+    const NOW: u64 = 1_800_000_000;
+
+    fn policy() -> ClaimsPolicy {
+        ClaimsPolicy {
+            issuers: vec![],
+            audiences: vec![],
+            require_exp: true,
+            require_nbf: false,
+            require_iat: false,
+            require_iss: false,
+            require_aud: false,
+            require_sub: false,
+            clock_skew_s: 60,
+            max_token_age_s: None,
+        }
+    }
+
+    fn claims(exp: Option<f64>) -> Claims {
+        Claims {
+            exp: exp.map(NumericDate),
+            ..Claims::default()
+        }
+    }
+
+    fn header(alg: &str) -> Header {
+        Header {
+            alg: alg.into(),
+            ..Header::default()
+        }
+    }
+
+    #[test]
+    fn exp_is_required_by_default_and_checked_with_skew() {
+        let p = policy();
+        let now = NOW as f64;
+        assert_eq!(
+            check_claims(&claims(None), &p, NOW),
+            Err(Refusal::MissingClaim("exp"))
+        );
+        assert_eq!(check_claims(&claims(Some(now + 10.0)), &p, NOW), Ok(()));
+        assert_eq!(
+            check_claims(&claims(Some(now - 59.0)), &p, NOW),
+            Ok(()),
+            "within skew"
+        );
+        assert_eq!(
+            check_claims(&claims(Some(now - 60.0)), &p, NOW),
+            Err(Refusal::Expired)
+        );
+    }
+
+    #[test]
+    fn nbf_and_iat_are_checked_whenever_present() {
+        let p = policy();
+        let now = NOW as f64;
+        let mut c = claims(Some(now + 300.0));
+        c.nbf = Some(NumericDate(now + 61.0));
+        assert_eq!(check_claims(&c, &p, NOW), Err(Refusal::NotYetValid));
+        c.nbf = Some(NumericDate(now + 59.0));
+        assert_eq!(check_claims(&c, &p, NOW), Ok(()));
+        c.iat = Some(NumericDate(now + 120.0));
+        assert_eq!(check_claims(&c, &p, NOW), Err(Refusal::IssuedInFuture));
+    }
+
+    #[test]
+    fn max_token_age_bounds_iat_and_exp() {
+        let mut p = policy();
+        p.max_token_age_s = Some(600);
+        p.require_iat = true;
+        let now = NOW as f64;
+        let mut c = claims(Some(now + 300.0));
+        assert_eq!(check_claims(&c, &p, NOW), Err(Refusal::MissingClaim("iat")));
+        c.iat = Some(NumericDate(now - 700.0));
+        assert_eq!(check_claims(&c, &p, NOW), Err(Refusal::TooOld));
+        c.iat = Some(NumericDate(now - 100.0));
+        assert_eq!(check_claims(&c, &p, NOW), Ok(()));
+        c.exp = Some(NumericDate(now + 3600.0));
+        assert_eq!(check_claims(&c, &p, NOW), Err(Refusal::ExpiresTooFar));
+    }
+
+    #[test]
+    fn issuer_and_audience_must_match_one_configured_value() {
+        let mut p = policy();
+        p.issuers = vec!["https://a".into(), "https://b".into()];
+        p.audiences = vec!["api".into()];
+        p.require_iss = true;
+        p.require_aud = true;
+        let mut c = claims(Some(NOW as f64 + 60.0));
+        assert_eq!(check_claims(&c, &p, NOW), Err(Refusal::MissingClaim("iss")));
+        c.iss = Some("https://c".into());
+        c.aud = Some(Audience(vec!["api".into()]));
+        assert_eq!(check_claims(&c, &p, NOW), Err(Refusal::Issuer));
+        c.iss = Some("https://b".into());
+        assert_eq!(check_claims(&c, &p, NOW), Ok(()));
+        c.aud = Some(Audience(vec!["other".into(), "more".into()]));
+        assert_eq!(check_claims(&c, &p, NOW), Err(Refusal::Audience));
+        c.aud = Some(Audience(vec!["other".into(), "api".into()]));
+        assert_eq!(check_claims(&c, &p, NOW), Ok(()));
+    }
+
+    #[test]
+    fn listed_claims_are_required_even_without_allow_lists() {
+        let mut p = policy();
+        p.require_aud = true;
+        p.require_sub = true;
+        let mut c = claims(Some(NOW as f64 + 60.0));
+        assert_eq!(check_claims(&c, &p, NOW), Err(Refusal::MissingClaim("aud")));
+        c.aud = Some(Audience(vec!["x".into()]));
+        assert_eq!(check_claims(&c, &p, NOW), Err(Refusal::MissingClaim("sub")));
+    }
+
+    #[test]
+    fn header_policy() {
+        let allowed = AlgSet::of(&[Alg::RS256, Alg::ES256]);
+        assert_eq!(check_header(&header("RS256"), allowed), Ok(Alg::RS256));
+        for bad in ["none", "HS256", "RS384", "rs256", ""] {
+            assert_eq!(
+                check_header(&header(bad), allowed),
+                Err(Refusal::AlgorithmNotAllowed),
+                "{bad}"
+            );
+        }
+        let mut h = header("ES256");
+        h.crit = Some(vec!["exp".into()]);
+        assert_eq!(check_header(&h, allowed), Err(Refusal::UnsupportedCrit));
+        let mut h = header("ES256");
+        h.typ = Some("at+jwt".into());
+        assert_eq!(check_header(&h, allowed), Ok(Alg::ES256));
+        h.typ = Some("JWE".into());
+        assert_eq!(check_header(&h, allowed), Err(Refusal::UnsupportedType));
+        // jku / jwk / x5u are ignored, never followed: the token still goes on
+        // to key selection, where only configured keys exist.
+        let mut h = header("RS256");
+        h.jku = Some(serde_json::json!("https://attacker.example/jwks"));
+        assert_eq!(check_header(&h, allowed), Ok(Alg::RS256));
+    }
+
+    #[test]
+    fn every_refusal_has_a_registered_metric() {
+        let all = [
+            Refusal::MissingToken,
+            Refusal::TokenTooLarge,
+            Refusal::DuplicateHeader,
+            Refusal::Decode(DecodeError::Parts),
+            Refusal::AlgorithmNotAllowed,
+            Refusal::UnsupportedCrit,
+            Refusal::UnsupportedType,
+            Refusal::Expired,
+            Refusal::NotYetValid,
+            Refusal::IssuedInFuture,
+            Refusal::TooOld,
+            Refusal::ExpiresTooFar,
+            Refusal::MissingClaim("sub"),
+            Refusal::Issuer,
+            Refusal::Audience,
+            Refusal::UnknownKid,
+            Refusal::NoKeyForAlgorithm,
+            Refusal::BadSignature,
+            Refusal::Rejected,
+            Refusal::KeysUnavailable,
+            Refusal::Overloaded,
+        ];
+        for r in all {
+            assert!(Refusal::METRICS.contains(&r.metric()), "{r:?}");
+            assert!(!r.describe().contains('"'), "{r:?}");
+        }
+    }
+}

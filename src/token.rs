@@ -1,0 +1,301 @@
+//! Where a token is found: configured headers, then query parameters, then
+//! cookies (the seed plugin's order). The first found wins.
+#![forbid(unsafe_code)]
+
+use crate::config::Config;
+use crate::policy::Refusal;
+
+/// Where the token was found, so it can be removed before the upstream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    Header(String),
+    Query(String),
+    Cookie(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Found {
+    pub token: String,
+    pub source: Source,
+}
+
+/// Strips a case-insensitive `Bearer ` scheme. For `Authorization` the
+/// scheme is required; other headers may carry the bare token.
+fn from_header(name: &str, value: &str) -> Option<String> {
+    let v = value.trim();
+    let bearer = v
+        .get(..7)
+        .filter(|p| p.eq_ignore_ascii_case("bearer "))
+        .and_then(|_| v.get(7..))
+        .map(str::trim_start);
+    match bearer {
+        Some(t) if !t.is_empty() => Some(t.to_string()),
+        Some(_) => None,
+        None if name == "authorization" => None,
+        None if v.is_empty() => None,
+        None => Some(v.to_string()),
+    }
+}
+
+fn percent_decode(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b.get(i) {
+            Some(b'%') => {
+                let hex = s.get(i + 1..i + 3)?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 3;
+            }
+            Some(b'+') => {
+                out.push(b' ');
+                i += 1;
+            }
+            Some(c) => {
+                out.push(*c);
+                i += 1;
+            }
+            None => break,
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+fn query_param(path: &str, name: &str) -> Option<String> {
+    let query = path.split_once('?')?.1;
+    let query = query.split('#').next().unwrap_or(query);
+    query
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .find(|(k, _)| percent_decode(k).as_deref() == Some(name))
+        .and_then(|(_, v)| percent_decode(v))
+        .filter(|v| !v.is_empty())
+}
+
+fn cookie<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .filter(|(k, _)| k.eq_ignore_ascii_case("cookie"))
+        .flat_map(|(_, v)| v.split(';'))
+        .filter_map(|c| c.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.trim_matches('"'))
+        .filter(|v| !v.is_empty())
+}
+
+/// Finds the request's token. `headers` are the request headers as the host
+/// gives them (names lower-case in Envoy and Kong), `path` is `:path`.
+pub fn extract(
+    cfg: &Config,
+    headers: &[(String, String)],
+    path: &str,
+) -> Result<Option<Found>, Refusal> {
+    let found = find(cfg, headers, path)?;
+    if let Some(f) = &found {
+        if f.token.len() > cfg.max_token_size {
+            return Err(Refusal::TokenTooLarge);
+        }
+    }
+    Ok(found)
+}
+
+fn find(cfg: &Config, headers: &[(String, String)], path: &str) -> Result<Option<Found>, Refusal> {
+    for name in &cfg.header_names {
+        let mut values = headers.iter().filter(|(k, _)| k.eq_ignore_ascii_case(name));
+        let Some((_, first)) = values.next() else {
+            continue;
+        };
+        if values.next().is_some() {
+            return Err(Refusal::DuplicateHeader);
+        }
+        if let Some(token) = from_header(name, first) {
+            return Ok(Some(Found {
+                token,
+                source: Source::Header(name.clone()),
+            }));
+        }
+    }
+    for name in &cfg.uri_param_names {
+        if let Some(token) = query_param(path, name) {
+            return Ok(Some(Found {
+                token,
+                source: Source::Query(name.clone()),
+            }));
+        }
+    }
+    for name in &cfg.cookie_names {
+        if let Some(token) = cookie(headers, name) {
+            return Ok(Some(Found {
+                token: token.to_string(),
+                source: Source::Cookie(name.clone()),
+            }));
+        }
+    }
+    Ok(None)
+}
+
+/// `:path` without the named query parameter (used when the token must not
+/// reach the upstream).
+pub fn path_without_param(path: &str, name: &str) -> String {
+    let Some((base, query)) = path.split_once('?') else {
+        return path.to_string();
+    };
+    let kept: Vec<&str> = query
+        .split('&')
+        .filter(|kv| {
+            let k = kv.split_once('=').map_or(*kv, |(k, _)| k);
+            percent_decode(k).as_deref() != Some(name)
+        })
+        .collect();
+    if kept.is_empty() {
+        base.to_string()
+    } else {
+        format!("{base}?{}", kept.join("&"))
+    }
+}
+
+/// A `Cookie` header value without the named cookie; `None` when nothing is left.
+pub fn cookie_without(value: &str, name: &str) -> Option<String> {
+    let kept: Vec<&str> = value
+        .split(';')
+        .map(str::trim)
+        .filter(|c| !c.is_empty() && c.split_once('=').map_or(true, |(k, _)| k != name))
+        .collect();
+    if kept.is_empty() {
+        None
+    } else {
+        Some(kept.join("; "))
+    }
+}
+
+/// Whether the request is a CORS preflight.
+pub fn is_preflight(method: &str, headers: &[(String, String)]) -> bool {
+    method == "OPTIONS"
+        && headers
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case("origin"))
+        && headers
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case("access-control-request-method"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(extra: &str) -> Config {
+        Config::parse(format!(r#"{{"jwks_uri":"http://a/j"{extra}}}"#).as_bytes()).unwrap()
+    }
+
+    fn h(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn bearer_scheme_is_case_insensitive() {
+        let c = cfg("");
+        for v in ["Bearer abc", "bearer abc", "BEARER   abc", "  Bearer abc  "] {
+            let f = extract(&c, &h(&[("authorization", v)]), "/")
+                .unwrap()
+                .unwrap();
+            assert_eq!(f.token, "abc", "{v}");
+            assert_eq!(f.source, Source::Header("authorization".into()));
+        }
+        assert_eq!(
+            extract(&c, &h(&[("authorization", "Basic dXNlcg==")]), "/").unwrap(),
+            None
+        );
+        assert_eq!(
+            extract(&c, &h(&[("authorization", "Bearer ")]), "/").unwrap(),
+            None
+        );
+        assert_eq!(
+            extract(&c, &h(&[("authorization", "abc")]), "/").unwrap(),
+            None
+        );
+    }
+
+    #[test]
+    fn headers_then_query_then_cookie() {
+        let c = cfg(r#","header_names":["Authorization","X-JWT-Token"]"#);
+        let all = h(&[
+            ("cookie", "a=1; jwt=fromcookie"),
+            ("x-jwt-token", "fromheader"),
+        ]);
+        let f = extract(&c, &all, "/p?jwt=fromquery").unwrap().unwrap();
+        assert_eq!(
+            (f.token.as_str(), f.source),
+            ("fromheader", Source::Header("x-jwt-token".into()))
+        );
+        let f = extract(
+            &c,
+            &h(&[("cookie", "jwt=fromcookie")]),
+            "/p?x=1&jwt=fromquery",
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            (f.token.as_str(), f.source),
+            ("fromquery", Source::Query("jwt".into()))
+        );
+        let f = extract(&c, &h(&[("cookie", "a=1; jwt=fromcookie")]), "/p")
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (f.token.as_str(), f.source),
+            ("fromcookie", Source::Cookie("jwt".into()))
+        );
+        assert_eq!(extract(&c, &[], "/p?jwtx=1").unwrap(), None);
+    }
+
+    #[test]
+    fn two_token_headers_are_a_bad_request() {
+        let c = cfg("");
+        let two = h(&[("authorization", "Bearer a"), ("authorization", "Bearer b")]);
+        assert_eq!(extract(&c, &two, "/"), Err(Refusal::DuplicateHeader));
+    }
+
+    #[test]
+    fn size_limit_applies_to_every_source() {
+        let c = cfg(r#","max_token_size":64"#);
+        let big = "a".repeat(65);
+        assert_eq!(
+            extract(&c, &h(&[("authorization", &format!("Bearer {big}"))]), "/"),
+            Err(Refusal::TokenTooLarge)
+        );
+        assert_eq!(
+            extract(&c, &[], &format!("/?jwt={big}")),
+            Err(Refusal::TokenTooLarge)
+        );
+        assert!(extract(&c, &[], &format!("/?jwt={}", "a".repeat(64)))
+            .unwrap()
+            .is_some());
+    }
+
+    #[test]
+    fn removing_the_token_keeps_everything_else() {
+        assert_eq!(path_without_param("/p?a=1&jwt=x&b=2", "jwt"), "/p?a=1&b=2");
+        assert_eq!(path_without_param("/p?jwt=x", "jwt"), "/p");
+        assert_eq!(path_without_param("/p", "jwt"), "/p");
+        assert_eq!(
+            cookie_without("a=1; jwt=x; b=2", "jwt").as_deref(),
+            Some("a=1; b=2")
+        );
+        assert_eq!(cookie_without("jwt=x", "jwt"), None);
+    }
+
+    #[test]
+    fn preflight_needs_origin_and_requested_method() {
+        let both = h(&[
+            ("origin", "https://app"),
+            ("access-control-request-method", "GET"),
+        ]);
+        assert!(is_preflight("OPTIONS", &both));
+        assert!(!is_preflight("GET", &both));
+        assert!(!is_preflight("OPTIONS", &h(&[("origin", "https://app")])));
+    }
+}
