@@ -235,6 +235,27 @@ fn describe(v: &Value) -> &'static str {
 }
 
 impl Config {
+    /// Settings that load but deserve the operator's attention.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if let Some(v) = self.ssl_verify {
+            out.push(format!(
+                "ssl_verify={v} is not enforced by the filter: TLS of the JWKS callout is the host's \
+                 (Envoy: the cluster's transport_socket; Kong: wasm_tls_verify and wasm_tls_trusted_certificate)"
+            ));
+        }
+        if self.key_claim == KeyClaim::Iss
+            && self.providers.iter().any(|p| p.claims.issuers.is_empty())
+        {
+            out.push(
+                "key_claim_name=iss without issuers: tokens of any issuer signed by the provider's keys are \
+                 accepted; list the expected issuers in issuers"
+                    .to_string(),
+            );
+        }
+        out
+    }
+
     /// Parses and validates the plugin configuration.
     pub fn parse(bytes: &[u8]) -> Result<Config, ConfigError> {
         let value: Value = serde_json::from_slice(bytes)
@@ -267,7 +288,11 @@ impl Config {
             }
         };
 
-        let provider = parse_provider(&f, allowed)?;
+        let mut provider = parse_provider(&f, allowed)?;
+        if key_claim == KeyClaim::Iss {
+            // The issuer selects the provider: a token without one selects nothing.
+            provider.claims.require_iss = true;
+        }
         let header_names = names(&f, "header_names", &["Authorization"], true)?;
         let uri_param_names = names(&f, "uri_param_names", &["jwt"], false)?;
         let cookie_names = names(&f, "cookie_names", &["jwt"], false)?;
@@ -616,6 +641,15 @@ mod tests {
         }"#;
         let c = parse(seed).unwrap();
         assert_eq!(c.key_claim, KeyClaim::Iss);
+        let warnings = c.warnings();
+        assert!(
+            warnings.iter().any(|w| w.contains("ssl_verify=false")),
+            "{warnings:?}"
+        );
+        assert!(
+            warnings.iter().any(|w| w.contains("without issuers")),
+            "{warnings:?}"
+        );
         assert_eq!(c.ssl_verify, Some(false));
         let p = &c.providers[0];
         assert!(p.claims.require_iss && p.claims.require_aud && p.claims.require_nbf);

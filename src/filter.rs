@@ -331,11 +331,8 @@ impl RootContext for Root {
                 return false;
             }
         };
-        if let Some(v) = cfg.ssl_verify {
-            log::info!(
-                "jwt_jwks: ssl_verify={v} is not enforced by the filter: TLS of the JWKS callout is the host's \
-                 (Envoy: the cluster's transport_socket; Kong: wasm_tls_verify / wasm_tls_trusted_certificate)"
-            );
+        for w in cfg.warnings() {
+            log::warn!("jwt_jwks: {w}");
         }
         let nanos = hostcalls::get_current_time()
             .ok()

@@ -106,7 +106,9 @@ fn find(cfg: &Config, headers: &[(String, String)], path: &str) -> Result<Option
         let Some((_, first)) = values.next() else {
             continue;
         };
-        if values.next().is_some() {
+        // A second header, or one the proxy folded into a comma-separated
+        // list (a JWT never holds a comma), is ambiguous: refuse it.
+        if values.next().is_some() || first.contains(',') {
             return Err(Refusal::DuplicateHeader);
         }
         if let Some(token) = from_header(name, first) {
@@ -257,6 +259,8 @@ mod tests {
         let c = cfg("");
         let two = h(&[("authorization", "Bearer a"), ("authorization", "Bearer b")]);
         assert_eq!(extract(&c, &two, "/"), Err(Refusal::DuplicateHeader));
+        let folded = h(&[("authorization", "Bearer a, Bearer b")]);
+        assert_eq!(extract(&c, &folded, "/"), Err(Refusal::DuplicateHeader));
     }
 
     #[test]

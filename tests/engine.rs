@@ -1,0 +1,593 @@
+//! The engine end to end on the host: real keys, real tokens (minted with
+//! jwt-simple and p521), an in-memory shared store with Kong's strict CAS
+//! rules, and several "workers" (engines) sharing it.
+
+use std::sync::OnceLock;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use jwt_jwks::cache::MemoryStore;
+use jwt_jwks::config::Config;
+use jwt_jwks::engine::{Engine, Pending, Verdict};
+use jwt_jwks::fetch::Answer;
+use jwt_jwks::jose::DecodeError;
+use jwt_jwks::metrics::{MemoryMetrics, Metric};
+use jwt_jwks::policy::Refusal;
+use jwt_jwks::token::Source;
+use jwt_simple::prelude::*;
+use serde_json::{json, Value};
+
+const URI: &str = "http://idp:8080/jwks";
+
+fn b64(b: &[u8]) -> String {
+    URL_SAFE_NO_PAD.encode(b)
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+struct Keys {
+    rsa: RS256KeyPair,
+    rsa2: RS256KeyPair,
+    p256: ES256KeyPair,
+    p384: ES384KeyPair,
+    ed: Ed25519KeyPair,
+    p521: p521::ecdsa::SigningKey,
+}
+
+fn keys() -> &'static Keys {
+    static K: OnceLock<Keys> = OnceLock::new();
+    K.get_or_init(|| {
+        let mut scalar = [0u8; 66];
+        for (i, b) in scalar.iter_mut().enumerate().skip(1) {
+            *b = i as u8;
+        }
+        Keys {
+            rsa: RS256KeyPair::generate(2048).unwrap(),
+            rsa2: RS256KeyPair::generate(2048).unwrap(),
+            p256: ES256KeyPair::generate(),
+            p384: ES384KeyPair::generate(),
+            ed: Ed25519KeyPair::generate(),
+            p521: p521::ecdsa::SigningKey::from_slice(&scalar).unwrap(),
+        }
+    })
+}
+
+fn rsa_jwk(k: &RS256KeyPair, kid: &str, alg: Option<&str>) -> Value {
+    let c = k.public_key().to_components();
+    let mut j = json!({"kty": "RSA", "kid": kid, "n": b64(&c.n), "e": b64(&c.e)});
+    if let Some(a) = alg {
+        j["alg"] = json!(a);
+    }
+    j
+}
+
+fn ec_jwk(crv: &str, sec1: &[u8], kid: &str) -> Value {
+    let n = (sec1.len() - 1) / 2;
+    json!({"kty": "EC", "crv": crv, "kid": kid, "x": b64(&sec1[1..1 + n]), "y": b64(&sec1[1 + n..])})
+}
+
+fn all_jwks() -> Value {
+    let k = keys();
+    let p521_point = k.p521.verifying_key().to_sec1_point(false);
+    json!({"keys": [
+        rsa_jwk(&k.rsa, "rsa", None),
+        ec_jwk("P-256", &k.p256.public_key().public_key().to_bytes_uncompressed(), "p256"),
+        ec_jwk("P-384", &k.p384.public_key().public_key().to_bytes_uncompressed(), "p384"),
+        ec_jwk("P-521", p521_point.as_bytes(), "p521"),
+        {"kty": "OKP", "crv": "Ed25519", "kid": "ed", "x": b64(&k.ed.public_key().to_bytes())},
+    ]})
+}
+
+fn claims() -> JWTClaims<NoCustomClaims> {
+    Claims::create(Duration::from_mins(5))
+        .with_issuer("https://idp")
+        .with_audience("api")
+}
+
+/// A token for `alg` signed with the test key of that family.
+fn token(alg: &str, kid: Option<&str>) -> String {
+    let k = keys();
+    let c = claims();
+    macro_rules! sign {
+        ($kp:expr) => {{
+            let kp = $kp;
+            match kid {
+                Some(id) => kp.with_key_id(id).sign(c).unwrap(),
+                None => kp.sign(c).unwrap(),
+            }
+        }};
+    }
+    match alg {
+        "RS256" => sign!(k.rsa.clone()),
+        "RS384" => sign!(RS384KeyPair::from_der(&k.rsa.to_der().unwrap()).unwrap()),
+        "RS512" => sign!(RS512KeyPair::from_der(&k.rsa.to_der().unwrap()).unwrap()),
+        "PS256" => sign!(PS256KeyPair::from_der(&k.rsa.to_der().unwrap()).unwrap()),
+        "PS384" => sign!(PS384KeyPair::from_der(&k.rsa.to_der().unwrap()).unwrap()),
+        "PS512" => sign!(PS512KeyPair::from_der(&k.rsa.to_der().unwrap()).unwrap()),
+        "ES256" => sign!(ES256KeyPair::from_bytes(&k.p256.to_bytes()).unwrap()),
+        "ES384" => sign!(ES384KeyPair::from_bytes(&k.p384.to_bytes()).unwrap()),
+        "EdDSA" => sign!(Ed25519KeyPair::from_bytes(&k.ed.to_bytes()).unwrap()),
+        "ES512" => {
+            use p521::ecdsa::signature::Signer;
+            let mut header = json!({"alg": "ES512", "typ": "JWT"});
+            if let Some(id) = kid {
+                header["kid"] = json!(id);
+            }
+            let input = format!(
+                "{}.{}",
+                b64(header.to_string().as_bytes()),
+                b64(serde_json::to_string(&c).unwrap().as_bytes())
+            );
+            let sig: p521::ecdsa::Signature = k.p521.sign(input.as_bytes());
+            format!("{input}.{}", b64(&sig.to_bytes()))
+        }
+        other => panic!("no key for {other}"),
+    }
+}
+
+fn config(extra: &str) -> Config {
+    Config::parse(
+        format!(
+            r#"{{"jwks_uri":"{URI}","allowed_algorithms":["RS256","RS384","RS512","PS256","PS384","PS512","ES256","ES384","ES512","EdDSA"],"min_refresh_interval":30{extra}}}"#
+        )
+        .as_bytes(),
+    )
+    .unwrap()
+}
+
+fn ok(body: &str) -> Answer<'_> {
+    Answer {
+        status: Some(200),
+        dispatch_status: None,
+        body_size: body.len(),
+        body: Some(body.as_bytes()),
+    }
+}
+
+/// One worker: an engine plus its metrics, over a shared store.
+struct Worker {
+    e: Engine,
+    m: MemoryMetrics,
+}
+
+impl Worker {
+    fn new(cfg: Config, name: &str) -> Worker {
+        Worker {
+            e: Engine::new(cfg, name.into()),
+            m: MemoryMetrics::default(),
+        }
+    }
+
+    fn auth(&mut self, s: &MemoryStore, now: u64, t: &str) -> Verdict {
+        self.e.authenticate(s, &self.m, now, t, true)
+    }
+
+    fn load(&mut self, s: &MemoryStore, now: u64, doc: &Value) {
+        let due = self.e.tick(s, now);
+        assert_eq!(due, vec![0], "a refresh is due");
+        let body = doc.to_string();
+        self.e.fetch_done(s, &self.m, now, 0, &ok(&body)).unwrap();
+    }
+}
+
+#[test]
+fn every_algorithm_verifies_and_a_forgery_does_not() {
+    let s = MemoryStore::default();
+    let mut w = Worker::new(config(""), "w1");
+    let now = now_ms();
+    w.load(&s, now, &all_jwks());
+    let cases = [
+        ("RS256", "rsa"),
+        ("RS384", "rsa"),
+        ("RS512", "rsa"),
+        ("PS256", "rsa"),
+        ("PS384", "rsa"),
+        ("PS512", "rsa"),
+        ("ES256", "p256"),
+        ("ES384", "p384"),
+        ("ES512", "p521"),
+        ("EdDSA", "ed"),
+    ];
+    for (alg, kid) in cases {
+        let t = token(alg, Some(kid));
+        assert_eq!(w.auth(&s, now, &t), Verdict::Allow, "{alg}");
+        // Flip one bit of the signature's first byte.
+        let (input, sig) = t.rsplit_once('.').unwrap();
+        let mut raw = URL_SAFE_NO_PAD.decode(sig).unwrap();
+        raw[0] ^= 0x80;
+        let forged = format!("{input}.{}", b64(&raw));
+        assert_eq!(
+            w.auth(&s, now, &forged),
+            Verdict::Deny(Refusal::BadSignature),
+            "{alg} forged"
+        );
+    }
+    assert!(w.m.get(Metric::CacheHit) >= 20);
+}
+
+#[test]
+fn alg_must_match_the_key_and_be_allowed() {
+    let s = MemoryStore::default();
+    let mut w = Worker::new(config(""), "w1");
+    let now = now_ms();
+    w.load(&s, now, &all_jwks());
+    // An ES256 token naming the RSA key's kid.
+    let t = token("ES256", Some("rsa"));
+    assert_eq!(
+        w.auth(&s, now, &t),
+        Verdict::Deny(Refusal::NoKeyForAlgorithm)
+    );
+
+    let s = MemoryStore::default();
+    let strict = Config::parse(
+        format!(r#"{{"jwks_uri":"{URI}","allowed_algorithms":["RS256"]}}"#).as_bytes(),
+    )
+    .unwrap();
+    let mut w = Worker::new(strict, "w1");
+    w.load(
+        &s,
+        now,
+        &json!({"keys": [rsa_jwk(&keys().rsa, "rsa", None)]}),
+    );
+    assert_eq!(
+        w.auth(&s, now, &token("PS256", Some("rsa"))),
+        Verdict::Deny(Refusal::AlgorithmNotAllowed)
+    );
+    assert_eq!(
+        w.auth(&s, now, &token("RS256", Some("rsa"))),
+        Verdict::Allow
+    );
+}
+
+#[test]
+fn claims_are_checked_before_the_signature() {
+    let s = MemoryStore::default();
+    let mut w = Worker::new(config(r#","issuers":["https://other"]"#), "w1");
+    let now = now_ms();
+    w.load(&s, now, &all_jwks());
+    assert_eq!(
+        w.auth(&s, now, &token("ES256", Some("p256"))),
+        Verdict::Deny(Refusal::Issuer)
+    );
+    let mut w = Worker::new(config(r#","audiences":["api"]"#), "w2");
+    assert_eq!(
+        w.auth(&s, now, &token("ES256", Some("p256"))),
+        Verdict::Allow
+    );
+    // Ten minutes later the five-minute token is expired.
+    assert_eq!(
+        w.auth(&s, now + 600_000, &token("ES256", Some("p256"))),
+        Verdict::Deny(Refusal::Expired)
+    );
+    assert_eq!(
+        w.auth(&s, now, "a.b"),
+        Verdict::Deny(Refusal::Decode(DecodeError::Parts))
+    );
+}
+
+#[test]
+fn cold_start_waits_for_one_fetch_shared_by_every_worker() {
+    let s = MemoryStore::default();
+    let mut w1 = Worker::new(config(""), "w1");
+    let mut w2 = Worker::new(config(""), "w2");
+    let now = now_ms();
+    let t = token("RS256", Some("rsa"));
+    // The first request takes the lease and must send the callout...
+    assert_eq!(
+        w1.auth(&s, now, &t),
+        Verdict::Wait {
+            provider: 0,
+            dispatch: true
+        }
+    );
+    // ...the next ones (any worker) wait without fetching.
+    assert_eq!(
+        w1.auth(&s, now, &t),
+        Verdict::Wait {
+            provider: 0,
+            dispatch: false
+        }
+    );
+    assert_eq!(
+        w2.auth(&s, now, &t),
+        Verdict::Wait {
+            provider: 0,
+            dispatch: false
+        }
+    );
+    assert_eq!(
+        w2.e.tick(&s, now),
+        Vec::<usize>::new(),
+        "no second fetch while the lease is held"
+    );
+    let pending = |id| Pending {
+        context_id: id,
+        token: t.clone(),
+        source: Source::Header("authorization".into()),
+        grpc: false,
+        provider: 0,
+        deadline_ms: now + 5000,
+        gen: 0,
+    };
+    assert!(w2.e.add_waiter(pending(7)));
+    let (finals, _) = w2.e.review_waiters(&s, &w2.m, now + 10);
+    assert!(finals.is_empty(), "still waiting");
+
+    let body = all_jwks().to_string();
+    w1.e.fetch_done(&s, &w1.m, now + 50, 0, &ok(&body)).unwrap();
+    assert_eq!(w1.m.get(Metric::FetchSuccess), 1);
+    // The other worker's waiter is decided on its next review (tick).
+    let (finals, dispatch) = w2.e.review_waiters(&s, &w2.m, now + 100);
+    assert_eq!(finals.len(), 1);
+    assert_eq!(finals[0].1, Verdict::Allow);
+    assert!(dispatch.is_empty());
+    assert_eq!(w2.e.waiting(), 0);
+    assert_eq!(w2.e.local_key_count(0), 5);
+}
+
+#[test]
+fn a_waiter_past_its_deadline_gets_503_and_the_pending_cap_holds() {
+    let s = MemoryStore::default();
+    let mut w = Worker::new(config(r#","max_pending_requests":1"#), "w1");
+    let now = now_ms();
+    let t = token("RS256", Some("rsa"));
+    assert!(matches!(w.auth(&s, now, &t), Verdict::Wait { .. }));
+    let p = Pending {
+        context_id: 1,
+        token: t.clone(),
+        source: Source::Header("authorization".into()),
+        grpc: false,
+        provider: 0,
+        deadline_ms: now + 5000,
+        gen: 0,
+    };
+    assert!(w.e.add_waiter(p.clone()));
+    assert!(
+        !w.e.add_waiter(Pending { context_id: 2, ..p }),
+        "over max_pending_requests"
+    );
+    let (finals, _) = w.e.review_waiters(&s, &w.m, now + 5000);
+    assert_eq!(finals.len(), 1);
+    assert_eq!(finals[0].1, Verdict::Deny(Refusal::KeysUnavailable));
+}
+
+#[test]
+fn unknown_kid_refreshes_once_per_interval_and_picks_up_rotation() {
+    let s = MemoryStore::default();
+    let mut w = Worker::new(config(""), "w1");
+    let now = now_ms();
+    let k = keys();
+    let v1 = json!({"keys": [rsa_jwk(&k.rsa, "rsa", None)]});
+    w.load(&s, now, &v1);
+    let new_token = k.rsa2.clone().with_key_id("rsa2").sign(claims()).unwrap();
+
+    // The issuer rotates: rsa2 is published. The first request with it
+    // triggers a refresh and waits; the answer carries the new key.
+    assert_eq!(
+        w.auth(&s, now + 1000, &new_token),
+        Verdict::Wait {
+            provider: 0,
+            dispatch: true
+        }
+    );
+    let v2 =
+        json!({"keys": [rsa_jwk(&k.rsa, "rsa", None), rsa_jwk(&k.rsa2, "rsa2", None)]}).to_string();
+    w.e.fetch_done(&s, &w.m, now + 1100, 0, &ok(&v2)).unwrap();
+    assert_eq!(w.auth(&s, now + 1200, &new_token), Verdict::Allow);
+    assert_eq!(
+        w.auth(&s, now + 1200, &token("RS256", Some("rsa"))),
+        Verdict::Allow,
+        "old key kept while published"
+    );
+
+    // A random kid: one refresh allowed per min_refresh_interval (30 s).
+    let random = k.rsa.clone().with_key_id("nope").sign(claims()).unwrap();
+    assert_eq!(
+        w.auth(&s, now + 2000, &random),
+        Verdict::Deny(Refusal::UnknownKid),
+        "rate limited"
+    );
+    assert_eq!(
+        w.auth(&s, now + 32_000, &random),
+        Verdict::Wait {
+            provider: 0,
+            dispatch: true
+        }
+    );
+    w.e.fetch_done(&s, &w.m, now + 32_100, 0, &ok(&v2)).unwrap();
+    for i in 0..100 {
+        assert_eq!(
+            w.auth(&s, now + 33_000 + i, &random),
+            Verdict::Deny(Refusal::UnknownKid)
+        );
+    }
+    assert!(w.m.get(Metric::CacheMiss) >= 100);
+}
+
+#[test]
+fn a_failed_refresh_keeps_the_keys_and_marks_nothing_lost() {
+    let s = MemoryStore::default();
+    let mut w = Worker::new(config(r#","cache_ttl":60,"refresh_ahead_time":10"#), "w1");
+    let now = now_ms();
+    w.load(&s, now, &all_jwks());
+    let t = token("EdDSA", Some("ed"));
+    // At 50 s the refresh is due; the endpoint is down.
+    assert_eq!(w.e.tick(&s, now + 50_000), vec![0]);
+    let down = Answer {
+        status: None,
+        dispatch_status: Some("broken connection".into()),
+        ..Answer::default()
+    };
+    w.e.fetch_done(&s, &w.m, now + 50_000, 0, &down).unwrap();
+    assert_eq!(w.m.get(Metric::FetchFailure), 1);
+    assert_eq!(w.auth(&s, now + 50_001, &t), Verdict::Allow);
+    // Past the TTL, still serving, and cache/info says stale.
+    let info = w.e.info(&s, now + 70_000);
+    assert_eq!(info["providers"][0]["stale"], json!(true));
+    assert!(info["providers"][0]["last_error"]
+        .as_str()
+        .unwrap()
+        .contains("broken connection"));
+    assert_eq!(
+        w.auth(&s, now + 70_000, &token("ES384", Some("p384"))),
+        Verdict::Allow,
+        "stale keys still serve"
+    );
+}
+
+#[test]
+fn fallback_key_serves_while_no_jwks_key_is_loaded_and_for_tokens_without_kid() {
+    let k = keys();
+    let pem = k.p256.public_key().to_pem().unwrap();
+    let cfg = config(&format!(r#","fallback_public_key":{}"#, json!(pem)));
+    let s = MemoryStore::default();
+    let mut w = Worker::new(cfg, "w1");
+    let now = now_ms();
+    // Nothing loaded: the fallback serves any kid.
+    assert_eq!(
+        w.auth(&s, now, &token("ES256", Some("whatever"))),
+        Verdict::Allow
+    );
+    assert_eq!(
+        w.auth(&s, now, &token("RS256", Some("rsa"))),
+        Verdict::Deny(Refusal::NoKeyForAlgorithm)
+    );
+    // Loaded: kid selects JWKS keys; no kid means the fallback key.
+    w.load(&s, now, &json!({"keys": [rsa_jwk(&k.rsa, "rsa", None)]}));
+    assert_eq!(
+        w.auth(&s, now, &token("RS256", Some("rsa"))),
+        Verdict::Allow
+    );
+    assert_eq!(w.auth(&s, now, &token("ES256", None)), Verdict::Allow);
+}
+
+#[test]
+fn without_kid_the_keys_for_the_alg_are_tried_in_order() {
+    let k = keys();
+    let s = MemoryStore::default();
+    let mut w = Worker::new(config(""), "w1");
+    let now = now_ms();
+    w.load(
+        &s,
+        now,
+        &json!({"keys": [rsa_jwk(&k.rsa2, "a", None), rsa_jwk(&k.rsa, "b", None)]}),
+    );
+    assert_eq!(w.auth(&s, now, &token("RS256", None)), Verdict::Allow);
+    let other = RS256KeyPair::generate(2048)
+        .unwrap()
+        .sign(claims())
+        .unwrap();
+    // None verifies: a rotation may be under way, so one refresh is tried.
+    assert_eq!(
+        w.auth(&s, now, &other),
+        Verdict::Wait {
+            provider: 0,
+            dispatch: true
+        }
+    );
+    assert_eq!(
+        w.e.authenticate(&s, &w.m, now, &other, false),
+        Verdict::Deny(Refusal::BadSignature)
+    );
+}
+
+#[test]
+fn key_claim_iss_requires_an_issuer_and_tries_keys_by_alg() {
+    let k = keys();
+    let cfg = Config::parse(
+        format!(r#"{{"jwks_uri":"{URI}","key_claim_name":"iss","claims_to_verify":["exp"]}}"#)
+            .as_bytes(),
+    )
+    .unwrap();
+    let s = MemoryStore::default();
+    let mut w = Worker::new(cfg, "w1");
+    let now = now_ms();
+    w.load(
+        &s,
+        now,
+        &json!({"keys": [rsa_jwk(&k.rsa, "some-kid", None)]}),
+    );
+    // kid is not used for selection: a token naming another kid still verifies.
+    assert_eq!(
+        w.auth(&s, now, &token("RS256", Some("other"))),
+        Verdict::Allow
+    );
+    let no_iss = k.rsa.sign(Claims::create(Duration::from_mins(5))).unwrap();
+    assert_eq!(
+        w.auth(&s, now, &no_iss),
+        Verdict::Deny(Refusal::MissingClaim("iss"))
+    );
+}
+
+#[test]
+fn admin_clear_is_seen_by_every_worker_and_the_next_request_refetches() {
+    let s = MemoryStore::default();
+    let mut w1 = Worker::new(config(""), "w1");
+    let mut w2 = Worker::new(config(""), "w2");
+    let now = now_ms();
+    w1.load(&s, now, &all_jwks());
+    let t = token("ES256", Some("p256"));
+    assert_eq!(w2.auth(&s, now, &t), Verdict::Allow);
+
+    assert_eq!(
+        w1.e.clear_kid(&s, "p256").unwrap(),
+        Some(json!({"cleared": "p256"}))
+    );
+    assert_eq!(
+        w1.e.clear_kid(&s, "p256").unwrap(),
+        None,
+        "404 for an unknown kid"
+    );
+    // The cleared kid may refetch at once (the interval was reset).
+    assert_eq!(
+        w2.auth(&s, now + 10, &t),
+        Verdict::Wait {
+            provider: 0,
+            dispatch: true
+        }
+    );
+    let body = all_jwks().to_string();
+    w2.e.fetch_done(&s, &w2.m, now + 20, 0, &ok(&body)).unwrap();
+    assert_eq!(w2.auth(&s, now + 30, &t), Verdict::Allow);
+
+    let r = w1.e.clear_all(&s).unwrap();
+    assert_eq!(r["keys_removed"], json!(5));
+    assert_eq!(w2.e.info(&s, now)["keys_count"], json!(0));
+    assert_eq!(
+        w2.auth(&s, now + 40, &t),
+        Verdict::Wait {
+            provider: 0,
+            dispatch: true
+        }
+    );
+    assert_eq!(w1.e.local_key_count(0), 0);
+}
+
+#[test]
+fn cache_info_reports_the_shared_state() {
+    let s = MemoryStore::default();
+    let mut w = Worker::new(config(""), "w1");
+    let now = now_ms();
+    let mut doc = all_jwks();
+    doc["keys"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"kty": "RSA", "kid": "enc", "use": "enc"}));
+    w.load(&s, now, &doc);
+    let info = w.e.info(&s, now);
+    assert_eq!(info["cache_type"], json!("proxy-wasm shared data"));
+    assert_eq!(info["keys_count"], json!(5));
+    let p = &info["providers"][0];
+    assert_eq!(p["jwks_uri"], json!(URI));
+    assert_eq!(p["kids"], json!(["rsa", "p256", "p384", "p521", "ed"]));
+    assert_eq!(p["stale"], json!(false));
+    assert_eq!(p["fetch_success"], json!(1));
+    assert_eq!(p["skipped_keys"][0]["kid"], json!("enc"));
+    assert_eq!(p["fetched_at"], json!(now / 1000));
+}
