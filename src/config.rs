@@ -104,6 +104,19 @@ pub struct AdminConfig {
     pub token_sha256: [u8; 32],
 }
 
+/// How requests paused for keys are woken.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WaitMode {
+    /// Decide from the host at the first request (`shared` on Envoy).
+    Auto,
+    /// One fetch wakes every paused request (needs a host whose
+    /// `set_effective_context` works, like Envoy).
+    Shared,
+    /// Every paused request is woken by a callout of its own (hosts where
+    /// one context cannot resume another, like ngx_wasm_module / Kong).
+    PerRequest,
+}
+
 /// A validated configuration.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -120,6 +133,7 @@ pub struct Config {
     pub realm: String,
     pub admin: Option<AdminConfig>,
     pub max_pending_requests: usize,
+    pub wait_mode: WaitMode,
     /// `ssl_verify` as written, kept only to log where TLS is really set.
     pub ssl_verify: Option<bool>,
 }
@@ -156,6 +170,7 @@ pub const FIELDS: &[&str] = &[
     "admin_token_sha256",
     "realm",
     "max_pending_requests",
+    "wait_mode",
 ];
 
 const CLAIM_NAMES: &[&str] = &["exp", "nbf", "iat", "iss", "aud", "sub"];
@@ -312,6 +327,17 @@ impl Config {
         let admin = parse_admin(&f)?;
         let max_token_size = f.count_in("max_token_size", 8192, 64, 1 << 20)? as usize;
         let max_pending_requests = f.count_in("max_pending_requests", 1000, 0, 1_000_000)? as usize;
+        let wait_mode = match f.string("wait_mode")?.as_deref() {
+            None | Some("auto") => WaitMode::Auto,
+            Some("shared") => WaitMode::Shared,
+            Some("per_request") => WaitMode::PerRequest,
+            Some(other) => {
+                return Err(ConfigError::new(
+                    "wait_mode",
+                    format!("must be \"auto\", \"shared\" or \"per_request\", got {other:?}"),
+                ))
+            }
+        };
 
         Ok(Config {
             providers: vec![provider],
@@ -326,6 +352,7 @@ impl Config {
             realm,
             admin,
             max_pending_requests,
+            wait_mode,
             ssl_verify: f.get::<bool>("ssl_verify", "true or false")?,
         })
     }
@@ -623,6 +650,7 @@ mod tests {
         assert_eq!(p.claims.clock_skew_s, 60);
         assert!(c.admin.is_none(), "no admin token: admin path off");
         assert_eq!(c.realm, "jwt-jwks");
+        assert_eq!(c.wait_mode, WaitMode::Auto);
     }
 
     #[test]
@@ -739,6 +767,10 @@ mod tests {
         assert_eq!(
             field_of(r#"{"jwks_uri":"http://a/j","issuers":[""]}"#),
             "issuers"
+        );
+        assert_eq!(
+            field_of(r#"{"jwks_uri":"http://a/j","wait_mode":"poll"}"#),
+            "wait_mode"
         );
         assert_eq!(field_of(r#"[1]"#), "(configuration)");
         assert_eq!(field_of(r#"{"#), "(configuration)");

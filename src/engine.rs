@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 
 use crate::alg::Alg;
 use crate::cache::{self, Names, SharedStore, StoreError};
-use crate::config::{Config, KeyClaim};
+use crate::config::{Config, KeyClaim, WaitMode};
 use crate::fetch::{self, Acquire, Answer, Trigger};
 use crate::jose;
 use crate::jwks::{self, KeySet};
@@ -62,6 +62,10 @@ struct Runtime {
 pub struct Engine {
     cfg: Config,
     owner: String,
+    /// Whether one context can finish another's paused request (Envoy).
+    /// When not, every paused request needs a callout of its own.
+    shared_wake: bool,
+    host_known: bool,
     providers: Vec<Runtime>,
     waiters: Vec<Pending>,
 }
@@ -81,6 +85,8 @@ impl Engine {
             })
             .collect();
         Engine {
+            shared_wake: cfg.wait_mode != WaitMode::PerRequest,
+            host_known: cfg.wait_mode != WaitMode::Auto,
             cfg,
             owner,
             providers,
@@ -90,6 +96,29 @@ impl Engine {
 
     pub fn config(&self) -> &Config {
         &self.cfg
+    }
+
+    /// Whether paused requests are woken by whichever context sees new keys
+    /// (`true`), or each by its own callout (`false`).
+    pub fn shared_wake(&self) -> bool {
+        self.shared_wake
+    }
+
+    /// Whether `wait_mode` is settled (explicit, or the host was probed).
+    pub fn host_known(&self) -> bool {
+        self.host_known
+    }
+
+    /// Settles `wait_mode: auto` once the host is known: `true` on a host
+    /// where `set_effective_context` lets one context finish another's
+    /// request. An explicit `wait_mode` wins.
+    pub fn set_host_can_wake(&mut self, can: bool) {
+        self.host_known = true;
+        self.shared_wake = match self.cfg.wait_mode {
+            WaitMode::Auto => can,
+            WaitMode::Shared => true,
+            WaitMode::PerRequest => false,
+        };
     }
 
     /// Re-reads a provider's key set if its generation moved. Returns the
@@ -251,15 +280,25 @@ impl Engine {
                 provider: idx,
                 dispatch: true,
             }),
-            Ok(Acquire::Busy) => Ok(Verdict::Wait {
+            Ok(Acquire::Busy) if self.shared_wake => Ok(Verdict::Wait {
                 provider: idx,
                 dispatch: false,
+            }),
+            // Nobody could wake this request: on a cold start it fetches
+            // for itself (the answer resumes it); an unknown kid is refused
+            // now rather than left hanging (the refresh under way will
+            // serve the client's retry).
+            Ok(Acquire::Busy) if trigger == Trigger::Cold => Ok(Verdict::Wait {
+                provider: idx,
+                dispatch: true,
             }),
             // Cold: a retry delay is running; the periodic check will fetch.
-            Ok(Acquire::NotDue) if trigger == Trigger::Cold => Ok(Verdict::Wait {
-                provider: idx,
-                dispatch: false,
-            }),
+            Ok(Acquire::NotDue) if trigger == Trigger::Cold && self.shared_wake => {
+                Ok(Verdict::Wait {
+                    provider: idx,
+                    dispatch: false,
+                })
+            }
             Ok(_) => Err(otherwise),
             Err(e) => {
                 log::warn!("jwt_jwks: refresh lease: {e}");
@@ -388,6 +427,15 @@ impl Engine {
 
     pub fn remove_waiter(&mut self, context_id: u32) {
         self.waiters.retain(|w| w.context_id != context_id);
+    }
+
+    /// Takes one paused request out of the list (to decide it now).
+    pub fn take_waiter(&mut self, context_id: u32) -> Option<Pending> {
+        let pos = self
+            .waiters
+            .iter()
+            .position(|w| w.context_id == context_id)?;
+        Some(self.waiters.swap_remove(pos))
     }
 
     pub fn waiting(&self) -> usize {

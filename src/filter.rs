@@ -491,6 +491,20 @@ impl Http {
                 )
             }
         };
+        if !e.host_known() {
+            // Envoy answers `plugin_vm_id`; ngx_wasm_module (Kong) does not,
+            // and there one context cannot resume another's request.
+            let envoy = matches!(hostcalls::get_property(vec!["plugin_vm_id"]), Ok(Some(_)));
+            e.set_host_can_wake(envoy);
+            log::info!(
+                "jwt_jwks: paused requests are woken {}",
+                if e.shared_wake() {
+                    "by any context (shared)"
+                } else {
+                    "each by its own callout (per_request)"
+                }
+            );
+        }
         let now = now_ms();
         let verdict = e.authenticate(&HostStore, m.as_ref(), now, &found.token, true);
         let Verdict::Wait {
@@ -527,8 +541,16 @@ impl Http {
         }
         m.incr(Metric::Paused);
         if send_it {
-            if let Some(token) = dispatch(self, &mut e, m.as_ref(), provider) {
-                self.callouts.push((token, provider));
+            match dispatch(self, &mut e, m.as_ref(), provider) {
+                Some(token) => self.callouts.push((token, provider)),
+                None if !e.shared_wake() => {
+                    // No callout, so nothing would ever resume this request.
+                    if let Some(w) = e.take_waiter(self.id) {
+                        let v = e.authenticate(&HostStore, m.as_ref(), now_ms(), &w.token, false);
+                        return conclude(e.config(), m.as_ref(), &v, &w.source, w.grpc, false);
+                    }
+                }
+                None => {}
             }
         }
         Action::Pause
@@ -553,6 +575,14 @@ impl Context for Http {
         };
         let m = self.metrics.clone();
         read_answer(&mut e, m.as_ref(), idx, body_size);
+        if !e.shared_wake() {
+            // Only this request can be resumed from here: decide it now.
+            if let Some(w) = e.take_waiter(self.id) {
+                let v = e.authenticate(&HostStore, m.as_ref(), now_ms(), &w.token, false);
+                conclude(e.config(), m.as_ref(), &v, &w.source, w.grpc, true);
+            }
+            return;
+        }
         let (finals, to_send) = e.review_waiters(&HostStore, m.as_ref(), now_ms());
         finish_waiters(&e, m.as_ref(), finals, self.id);
         for idx in to_send {

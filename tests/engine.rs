@@ -591,3 +591,88 @@ fn cache_info_reports_the_shared_state() {
     assert_eq!(p["skipped_keys"][0]["kid"], json!("enc"));
     assert_eq!(p["fetched_at"], json!(now / 1000));
 }
+
+#[test]
+fn per_request_wait_mode_never_leaves_a_request_without_its_own_callout() {
+    let s = MemoryStore::default();
+    let cfg = config(r#","wait_mode":"per_request""#);
+    let mut w1 = Worker::new(cfg.clone(), "w1");
+    let mut w2 = Worker::new(cfg, "w2");
+    assert!(!w1.e.shared_wake());
+    let now = now_ms();
+    let t = token("RS256", Some("rsa"));
+    assert_eq!(
+        w1.auth(&s, now, &t),
+        Verdict::Wait {
+            provider: 0,
+            dispatch: true
+        }
+    );
+    // The lease is held, but this request could not be woken by that
+    // fetch: on a cold start it fetches for itself.
+    assert_eq!(
+        w2.auth(&s, now, &t),
+        Verdict::Wait {
+            provider: 0,
+            dispatch: true
+        }
+    );
+    let body = all_jwks().to_string();
+    w1.e.fetch_done(&s, &w1.m, now + 10, 0, &ok(&body)).unwrap();
+    assert_eq!(w2.auth(&s, now + 20, &t), Verdict::Allow);
+
+    // An unknown kid while another refresh is under way is refused at once.
+    let random = keys()
+        .rsa
+        .clone()
+        .with_key_id("nope")
+        .sign(claims())
+        .unwrap();
+    assert_eq!(
+        w1.auth(&s, now + 31_000, &random),
+        Verdict::Wait {
+            provider: 0,
+            dispatch: true
+        }
+    );
+    assert_eq!(
+        w2.auth(&s, now + 31_001, &random),
+        Verdict::Deny(Refusal::UnknownKid)
+    );
+
+    // After failures, a cold request does not fetch during the retry delay:
+    // it gets 503 instead of hammering the endpoint.
+    let s = MemoryStore::default();
+    let mut w = Worker::new(
+        config(r#","wait_mode":"per_request","retry_delay":5000"#),
+        "w3",
+    );
+    assert_eq!(
+        w.auth(&s, now, &t),
+        Verdict::Wait {
+            provider: 0,
+            dispatch: true
+        }
+    );
+    let down = Answer {
+        status: Some(503),
+        ..Answer::default()
+    };
+    w.e.fetch_done(&s, &w.m, now, 0, &down).unwrap();
+    assert_eq!(
+        w.auth(&s, now + 100, &t),
+        Verdict::Deny(Refusal::KeysUnavailable)
+    );
+}
+
+#[test]
+fn auto_wait_mode_follows_the_host_and_explicit_modes_win() {
+    let mut e = Engine::new(config(""), "w".into());
+    assert!(!e.host_known());
+    e.set_host_can_wake(false);
+    assert!(e.host_known() && !e.shared_wake());
+    let mut e = Engine::new(config(r#","wait_mode":"shared""#), "w".into());
+    assert!(e.host_known());
+    e.set_host_can_wake(false);
+    assert!(e.shared_wake());
+}

@@ -38,10 +38,13 @@ def test_a_failed_first_fetch_is_retried(lab):
     assert jwks.count >= 3
 
 
-def test_requests_arriving_before_the_first_fetch_completes_wait_and_pass(lab):
+@pytest.mark.parametrize("wait_mode", ["auto", "per_request"])
+def test_requests_arriving_before_the_first_fetch_completes_wait_and_pass(lab, wait_mode):
+    # auto on Envoy: one fetch wakes every paused request (shared). per_request
+    # (what Kong's host needs): each paused request is resumed by its own callout.
     key = jose.rsa_key()
     jwks = lab.jwks(jose.jwks(key), delay=1.5)
-    env = lab.envoy({"main": filter_config(jwks)}, jwks_servers=[jwks])
+    env = lab.envoy({"main": filter_config(jwks, wait_mode=wait_mode)}, jwks_servers=[jwks])
     token = jose.sign(key, "RS256")
     results = [None] * 4
     errors = []
@@ -65,6 +68,11 @@ def test_requests_arriving_before_the_first_fetch_completes_wait_and_pass(lab):
     assert sent_at < jwks.answered_at[0], "keys were loaded before the requests"
     for r in results:
         assert_allowed(r)
+    if wait_mode == "auto":
+        assert "woken by any context (shared)" in env.log_text()
+        assert jwks.count == 1, "one fetch serves every paused request"
+    else:
+        assert 1 <= jwks.count <= 1 + len(results)
 
 
 def test_no_signing_key_within_timeout_gives_503_with_retry_after(lab):
