@@ -176,6 +176,19 @@ impl Worker {
     }
 }
 
+/// A request paused on provider 0 until `deadline_ms`.
+fn pending(context_id: u32, token: &str, deadline_ms: u64) -> Pending {
+    Pending {
+        context_id,
+        token: token.to_string(),
+        source: Source::Header("authorization".into()),
+        grpc: false,
+        provider: 0,
+        deadline_ms,
+        gen: 0,
+    }
+}
+
 #[test]
 fn every_algorithm_verifies_and_a_forgery_does_not() {
     let s = MemoryStore::default();
@@ -306,16 +319,7 @@ fn cold_start_waits_for_one_fetch_shared_by_every_worker() {
         Vec::<usize>::new(),
         "no second fetch while the lease is held"
     );
-    let pending = |id| Pending {
-        context_id: id,
-        token: t.clone(),
-        source: Source::Header("authorization".into()),
-        grpc: false,
-        provider: 0,
-        deadline_ms: now + 5000,
-        gen: 0,
-    };
-    assert!(w2.e.add_waiter(pending(7)));
+    assert!(w2.e.add_waiter(pending(7, &t, now + 5000)));
     let (finals, _) = w2.e.review_waiters(&s, &w2.m, now + 10);
     assert!(finals.is_empty(), "still waiting");
 
@@ -338,15 +342,7 @@ fn a_waiter_past_its_deadline_gets_503_and_the_pending_cap_holds() {
     let now = now_ms();
     let t = token("RS256", Some("rsa"));
     assert!(matches!(w.auth(&s, now, &t), Verdict::Wait { .. }));
-    let p = Pending {
-        context_id: 1,
-        token: t.clone(),
-        source: Source::Header("authorization".into()),
-        grpc: false,
-        provider: 0,
-        deadline_ms: now + 5000,
-        gen: 0,
-    };
+    let p = pending(1, &t, now + 5000);
     assert!(w.e.add_waiter(p.clone()));
     assert!(
         !w.e.add_waiter(Pending { context_id: 2, ..p }),
