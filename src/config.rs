@@ -13,6 +13,7 @@ use serde_json::{Map, Value};
 
 use crate::alg::{Alg, AlgSet};
 use crate::keys::{FallbackKey, KeyError};
+use crate::rules::{self, ClaimPaths, Requirements, Rule};
 
 /// A configuration refused at configure time. `field` names the offending
 /// field (dotted for nested values) so the operator knows what to fix.
@@ -81,6 +82,8 @@ pub struct ClaimsPolicy {
 /// One key source: a JWKS endpoint and/or a static fallback key.
 #[derive(Clone, Debug)]
 pub struct Provider {
+    /// `default` for the flat single-provider form.
+    pub name: String,
     pub jwks: Option<JwksUri>,
     /// Where the callout goes: an Envoy cluster name, or Kong's `host:port`.
     pub upstream: String,
@@ -134,6 +137,17 @@ pub struct Config {
     pub admin: Option<AdminConfig>,
     pub max_pending_requests: usize,
     pub wait_mode: WaitMode,
+    /// Per-route policy, first match wins.
+    pub rules: Vec<Rule>,
+    /// Requirements when no rule matches.
+    pub default_require: Requirements,
+    pub claim_paths: ClaimPaths,
+    /// (claim path, lower-case header name).
+    pub claims_to_headers: Vec<(Vec<String>, String)>,
+    pub payload_header: Option<String>,
+    /// Host property for the verified identity (Envoy filter state
+    /// `wasm.<name>`); `None` disables.
+    pub identity_property: Option<String>,
     /// `ssl_verify` as written, kept only to log where TLS is really set.
     pub ssl_verify: Option<bool>,
 }
@@ -171,44 +185,127 @@ pub const FIELDS: &[&str] = &[
     "realm",
     "max_pending_requests",
     "wait_mode",
+    "providers",
+    "rules",
+    "scopes",
+    "permissions",
+    "roles",
+    "scope_claims",
+    "permissions_claims",
+    "roles_claims",
+    "claims_to_headers",
+    "payload_header",
+    "identity_property",
+];
+
+/// Fields that belong to a provider: at top level in the flat form, inside
+/// each entry of `providers` otherwise.
+pub const PROVIDER_FIELDS: &[&str] = &[
+    "issuers",
+    "audiences",
+    "jwks_uri",
+    "jwks_upstream",
+    "cache_ttl",
+    "refresh_ahead_time",
+    "timeout",
+    "retry_count",
+    "retry_delay",
+    "min_refresh_interval",
+    "max_cache_size",
+    "max_jwks_size",
+    "fallback_public_key",
+    "claims_to_verify",
+    "clock_skew",
+    "max_token_age",
+];
+
+/// Headers the filter never sets from claims.
+const RESERVED_HEADERS: &[&str] = &[
+    "authorization",
+    "cookie",
+    "host",
+    "content-length",
+    "content-type",
+    "transfer-encoding",
+    "connection",
+    "te",
+    "upgrade",
 ];
 
 const CLAIM_NAMES: &[&str] = &["exp", "nbf", "iat", "iss", "aud", "sub"];
 
 /// Reads fields from the JSON object, turning `null` into "not set" (Kong
 /// sends `null` for unset optional fields) and naming the field on errors.
-struct Fields<'a> {
+pub(crate) struct Fields<'a> {
     map: &'a Map<String, Value>,
+    /// Prepended to field names in errors (`providers[1].`, `rules[0].`).
+    prefix: String,
 }
 
 impl<'a> Fields<'a> {
-    fn get<T: DeserializeOwned>(
+    pub(crate) fn new(map: &'a Map<String, Value>, prefix: String) -> Self {
+        Fields { map, prefix }
+    }
+
+    /// Reads a nested object's fields, refusing names not in `known`.
+    pub(crate) fn object(
+        v: &'a Value,
+        prefix: String,
+        known: &[&str],
+    ) -> Result<Self, ConfigError> {
+        let Value::Object(map) = v else {
+            return Err(ConfigError::new(
+                prefix.trim_end_matches('.'),
+                format!("expected an object, got {}", describe(v)),
+            ));
+        };
+        for key in map.keys() {
+            if !known.contains(&key.as_str()) {
+                return Err(ConfigError::new(&format!("{prefix}{key}"), "unknown field"));
+            }
+        }
+        Ok(Fields { map, prefix })
+    }
+
+    pub(crate) fn err(&self, name: &str, message: impl Into<String>) -> ConfigError {
+        ConfigError::new(&format!("{}{name}", self.prefix), message)
+    }
+
+    pub(crate) fn has(&self, name: &str) -> bool {
+        !matches!(self.map.get(name), None | Some(Value::Null))
+    }
+
+    pub(crate) fn raw(&self, name: &str) -> Option<&'a Value> {
+        self.map.get(name).filter(|v| !v.is_null())
+    }
+
+    pub(crate) fn get<T: DeserializeOwned>(
         &self,
         name: &str,
         expected: &str,
     ) -> Result<Option<T>, ConfigError> {
         match self.map.get(name) {
             None | Some(Value::Null) => Ok(None),
-            Some(v) => serde_json::from_value(v.clone()).map(Some).map_err(|_| {
-                ConfigError::new(name, format!("expected {expected}, got {}", describe(v)))
-            }),
+            Some(v) => serde_json::from_value(v.clone())
+                .map(Some)
+                .map_err(|_| self.err(name, format!("expected {expected}, got {}", describe(v)))),
         }
     }
 
-    fn bool_or(&self, name: &str, default: bool) -> Result<bool, ConfigError> {
+    pub(crate) fn bool_or(&self, name: &str, default: bool) -> Result<bool, ConfigError> {
         Ok(self.get::<bool>(name, "true or false")?.unwrap_or(default))
     }
 
     /// A non-negative whole number (JSON numbers like `3600.0` are accepted).
-    fn count(&self, name: &str) -> Result<Option<u64>, ConfigError> {
+    pub(crate) fn count(&self, name: &str) -> Result<Option<u64>, ConfigError> {
         match self.map.get(name) {
             None | Some(Value::Null) => Ok(None),
             Some(v) => {
                 let n = v.as_f64().ok_or_else(|| {
-                    ConfigError::new(name, format!("expected a number, got {}", describe(v)))
+                    self.err(name, format!("expected a number, got {}", describe(v)))
                 })?;
                 if !n.is_finite() || n < 0.0 || n.fract() != 0.0 || n > 1e15 {
-                    return Err(ConfigError::new(
+                    return Err(self.err(
                         name,
                         format!("expected a non-negative whole number, got {n}"),
                     ));
@@ -218,27 +315,30 @@ impl<'a> Fields<'a> {
         }
     }
 
-    fn count_in(&self, name: &str, default: u64, min: u64, max: u64) -> Result<u64, ConfigError> {
+    pub(crate) fn count_in(
+        &self,
+        name: &str,
+        default: u64,
+        min: u64,
+        max: u64,
+    ) -> Result<u64, ConfigError> {
         let n = self.count(name)?.unwrap_or(default);
         if n < min || n > max {
-            return Err(ConfigError::new(
-                name,
-                format!("must be between {min} and {max}, got {n}"),
-            ));
+            return Err(self.err(name, format!("must be between {min} and {max}, got {n}")));
         }
         Ok(n)
     }
 
-    fn string(&self, name: &str) -> Result<Option<String>, ConfigError> {
+    pub(crate) fn string(&self, name: &str) -> Result<Option<String>, ConfigError> {
         self.get::<String>(name, "a string")
     }
 
-    fn strings(&self, name: &str) -> Result<Option<Vec<String>>, ConfigError> {
+    pub(crate) fn strings(&self, name: &str) -> Result<Option<Vec<String>>, ConfigError> {
         self.get::<Vec<String>>(name, "an array of strings")
     }
 }
 
-fn describe(v: &Value) -> &'static str {
+pub(crate) fn describe(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",
@@ -250,6 +350,14 @@ fn describe(v: &Value) -> &'static str {
 }
 
 impl Config {
+    /// Every header the filter may set upstream: incoming copies are removed.
+    pub fn forwarded_headers(&self) -> impl Iterator<Item = &str> {
+        self.claims_to_headers
+            .iter()
+            .map(|(_, h)| h.as_str())
+            .chain(self.payload_header.as_deref())
+    }
+
     /// Settings that load but deserve the operator's attention.
     pub fn warnings(&self) -> Vec<String> {
         let mut out = Vec::new();
@@ -289,7 +397,7 @@ impl Config {
                 return Err(ConfigError::new(key, "unknown field"));
             }
         }
-        let f = Fields { map };
+        let f = Fields::new(map, String::new());
 
         let allowed = parse_algorithms(&f)?;
         let key_claim = match f.string("key_claim_name")?.as_deref() {
@@ -303,11 +411,59 @@ impl Config {
             }
         };
 
-        let mut provider = parse_provider(&f, allowed)?;
-        if key_claim == KeyClaim::Iss {
+        let mut providers = parse_providers(&f, allowed)?;
+        if key_claim == KeyClaim::Iss || providers.len() > 1 {
             // The issuer selects the provider: a token without one selects nothing.
-            provider.claims.require_iss = true;
+            for p in providers.iter_mut() {
+                p.claims.require_iss = true;
+            }
         }
+        let names_of: Vec<String> = providers.iter().map(|p| p.name.clone()).collect();
+        let provider_index = |n: &str| names_of.iter().position(|x| x == n);
+        let rules = match f.raw("rules") {
+            None => Vec::new(),
+            Some(Value::Array(list)) => list
+                .iter()
+                .enumerate()
+                .map(|(i, r)| rules::parse_rule(r, i, &provider_index))
+                .collect::<Result<_, _>>()?,
+            Some(other) => {
+                return Err(f.err(
+                    "rules",
+                    format!("expected an array, got {}", describe(other)),
+                ))
+            }
+        };
+        let default_require = rules::parse_requirements(&f)?;
+        let claim_paths = rules::parse_claim_paths(&f)?;
+        let claims_to_headers = parse_claims_to_headers(&f)?;
+        let payload_header = match f.string("payload_header")? {
+            Some(h) => Some(header_name(&f, "payload_header", &h)?),
+            None => None,
+        };
+        if let Some(h) = &payload_header {
+            if claims_to_headers.iter().any(|(_, x)| x == h) {
+                return Err(f.err(
+                    "payload_header",
+                    format!("{h:?} is also a claims_to_headers target"),
+                ));
+            }
+        }
+        let identity_property = match map.get("identity_property") {
+            None => Some("jwt_jwks_identity".to_string()),
+            Some(Value::Null) => None,
+            Some(_) => {
+                let p = f.string("identity_property")?.unwrap_or_default();
+                if p.is_empty()
+                    || !p
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+                {
+                    return Err(f.err("identity_property", "letters, digits, '_' and '-' only"));
+                }
+                Some(p)
+            }
+        };
         let header_names = names(&f, "header_names", &["Authorization"], true)?;
         let uri_param_names = names(&f, "uri_param_names", &["jwt"], false)?;
         let cookie_names = names(&f, "cookie_names", &["jwt"], false)?;
@@ -340,7 +496,13 @@ impl Config {
         };
 
         Ok(Config {
-            providers: vec![provider],
+            providers,
+            rules,
+            default_require,
+            claim_paths,
+            claims_to_headers,
+            payload_header,
+            identity_property,
             header_names,
             uri_param_names,
             cookie_names,
@@ -388,27 +550,132 @@ fn parse_algorithms(f: &Fields) -> Result<AlgSet, ConfigError> {
     Ok(set)
 }
 
-fn parse_provider(f: &Fields, allowed: AlgSet) -> Result<Provider, ConfigError> {
+/// The flat form (one provider, fields at top level) or `providers`.
+fn parse_providers(f: &Fields, allowed: AlgSet) -> Result<Vec<Provider>, ConfigError> {
+    let Some(list) = f.raw("providers") else {
+        return Ok(vec![parse_provider(f, allowed, "default".to_string())?]);
+    };
+    if let Some(flat) = PROVIDER_FIELDS.iter().find(|n| f.has(n)) {
+        return Err(f.err(
+            flat,
+            "set inside each entry of providers when providers is used",
+        ));
+    }
+    let Value::Array(list) = list else {
+        return Err(f.err(
+            "providers",
+            format!("expected an array, got {}", describe(list)),
+        ));
+    };
+    if list.is_empty() {
+        return Err(f.err("providers", "must list at least one provider"));
+    }
+    let mut known: Vec<&str> = PROVIDER_FIELDS.to_vec();
+    known.push("name");
+    let mut out: Vec<Provider> = Vec::new();
+    for (i, v) in list.iter().enumerate() {
+        let pf = Fields::object(v, format!("providers[{i}]."), &known)?;
+        let name = pf
+            .string("name")?
+            .ok_or_else(|| pf.err("name", "required"))?;
+        if name.is_empty() || out.iter().any(|p| p.name == name) {
+            return Err(pf.err("name", format!("{name:?} is empty or used twice")));
+        }
+        out.push(parse_provider(&pf, allowed, name)?);
+    }
+    if out.len() > 1 {
+        for (i, p) in out.iter().enumerate() {
+            if p.claims.issuers.is_empty() {
+                return Err(f.err(
+                    &format!("providers[{i}].issuers"),
+                    "required when there are several providers: the token's iss selects the provider",
+                ));
+            }
+            for iss in &p.claims.issuers {
+                if out
+                    .iter()
+                    .skip(i + 1)
+                    .any(|q| q.claims.issuers.contains(iss))
+                {
+                    return Err(f.err(
+                        "providers",
+                        format!("issuer {iss:?} is listed by two providers"),
+                    ));
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn header_name(f: &Fields, field: &str, name: &str) -> Result<String, ConfigError> {
+    let lower = name.to_ascii_lowercase();
+    let valid = !lower.is_empty()
+        && lower
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.~!#$&'*+^`|".contains(&b));
+    if !valid || RESERVED_HEADERS.contains(&lower.as_str()) {
+        return Err(f.err(
+            field,
+            format!("{name:?} is not a header name the filter may set"),
+        ));
+    }
+    Ok(lower)
+}
+
+fn parse_claims_to_headers(f: &Fields) -> Result<Vec<(Vec<String>, String)>, ConfigError> {
+    let Some(v) = f.raw("claims_to_headers") else {
+        return Ok(Vec::new());
+    };
+    let Value::Object(m) = v else {
+        return Err(f.err(
+            "claims_to_headers",
+            format!(
+                "expected an object of claim path to header name, got {}",
+                describe(v)
+            ),
+        ));
+    };
+    let mut out: Vec<(Vec<String>, String)> = Vec::new();
+    for (path, header) in m {
+        let Value::String(h) = header else {
+            return Err(f.err(
+                "claims_to_headers",
+                format!("{path:?}: the header name must be a string"),
+            ));
+        };
+        if path.is_empty() || path.split('.').any(str::is_empty) {
+            return Err(f.err("claims_to_headers", format!("{path:?} is not a claim path")));
+        }
+        let h = header_name(f, "claims_to_headers", h)?;
+        if out.iter().any(|(_, x)| *x == h) {
+            return Err(f.err("claims_to_headers", format!("header {h:?} is used twice")));
+        }
+        out.push((path.split('.').map(str::to_string).collect(), h));
+    }
+    Ok(out)
+}
+
+fn parse_provider(f: &Fields, allowed: AlgSet, name: String) -> Result<Provider, ConfigError> {
     let jwks = match f.string("jwks_uri")? {
-        Some(uri) => Some(parse_jwks_uri(&uri)?),
+        Some(uri) => Some(parse_jwks_uri(&uri).map_err(|e| f.err("jwks_uri", e.message))?),
         None => None,
     };
     let fallback = match f.string("fallback_public_key")? {
-        Some(pem) => Some(Arc::new(FallbackKey::from_pem(&pem, allowed).map_err(
-            |e: KeyError| ConfigError::new("fallback_public_key", e.to_string()),
-        )?)),
+        Some(pem) => Some(Arc::new(
+            FallbackKey::from_pem(&pem, allowed)
+                .map_err(|e: KeyError| f.err("fallback_public_key", e.to_string()))?,
+        )),
         None => None,
     };
     if jwks.is_none() && fallback.is_none() {
-        return Err(ConfigError::new(
+        return Err(f.err(
             "jwks_uri",
             "required (or set fallback_public_key for a static key)",
         ));
     }
     let upstream = match f.string("jwks_upstream")? {
-        Some(u) if u.is_empty() => {
-            return Err(ConfigError::new("jwks_upstream", "must not be empty"))
-        }
+        Some(u) if u.is_empty() => return Err(f.err("jwks_upstream", "must not be empty")),
         Some(u) => u,
         None => jwks
             .as_ref()
@@ -427,23 +694,17 @@ fn parse_provider(f: &Fields, allowed: AlgSet) -> Result<Provider, ConfigError> 
 
     let issuers = f.strings("issuers")?.unwrap_or_default();
     if issuers.iter().any(|s| s.is_empty()) {
-        return Err(ConfigError::new(
-            "issuers",
-            "must not contain empty strings",
-        ));
+        return Err(f.err("issuers", "must not contain empty strings"));
     }
     let audiences = f.strings("audiences")?.unwrap_or_default();
     if audiences.iter().any(|s| s.is_empty()) {
-        return Err(ConfigError::new(
-            "audiences",
-            "must not contain empty strings",
-        ));
+        return Err(f.err("audiences", "must not contain empty strings"));
     }
     let listed = match f.strings("claims_to_verify")? {
         Some(list) => {
             for c in &list {
                 if !CLAIM_NAMES.contains(&c.as_str()) {
-                    return Err(ConfigError::new(
+                    return Err(f.err(
                         "claims_to_verify",
                         format!("{c:?} is not one of exp, nbf, iat, iss, aud, sub"),
                     ));
@@ -456,12 +717,7 @@ fn parse_provider(f: &Fields, allowed: AlgSet) -> Result<Provider, ConfigError> 
     let has = |n: &str| listed.iter().any(|c| c == n);
     let clock_skew_s = f.count_in("clock_skew", 60, 0, 3600)?;
     let max_token_age_s = match f.count("max_token_age")? {
-        Some(0) => {
-            return Err(ConfigError::new(
-                "max_token_age",
-                "must be at least 1 second",
-            ))
-        }
+        Some(0) => return Err(f.err("max_token_age", "must be at least 1 second")),
         other => other,
     };
     let claims = ClaimsPolicy {
@@ -478,6 +734,7 @@ fn parse_provider(f: &Fields, allowed: AlgSet) -> Result<Provider, ConfigError> 
     };
 
     Ok(Provider {
+        name,
         jwks,
         upstream,
         cache_ttl_s,

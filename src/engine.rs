@@ -15,12 +15,14 @@ use crate::jwks::{self, KeySet};
 use crate::keys::{PublicKey, SigError};
 use crate::metrics::{Metric, Metrics};
 use crate::policy::{self, Refusal};
+use crate::rules;
 use crate::token::Source;
 
 /// What to do with a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
-    Allow,
+    /// Let the request through, with these changes.
+    Allow(Grant),
     Deny(Refusal),
     /// Pause until provider `provider` has new keys. With `dispatch`, the
     /// caller holds the refresh lease and must send the JWKS callout.
@@ -28,6 +30,21 @@ pub enum Verdict {
         provider: usize,
         dispatch: bool,
     },
+}
+
+/// What an allowed request carries upstream.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Grant {
+    /// Headers to set (claims, payload), already sanitized.
+    pub headers: Vec<(String, String)>,
+    /// The verified identity as JSON, for the host property.
+    pub identity: Option<String>,
+}
+
+impl Verdict {
+    pub fn is_allow(&self) -> bool {
+        matches!(self, Verdict::Allow(_))
+    }
 }
 
 /// A paused request, with what is needed to finish it from another context.
@@ -38,6 +55,8 @@ pub struct Pending {
     pub source: Source,
     pub grpc: bool,
     pub provider: usize,
+    /// The matched rule, if any.
+    pub rule: Option<usize>,
     pub deadline_ms: u64,
     /// The provider's generation when the request started waiting.
     pub gen: u64,
@@ -66,6 +85,8 @@ pub struct Engine {
     /// When not, every paused request needs a callout of its own.
     shared_wake: bool,
     host_known: bool,
+    /// Whether the host keeps properties for later filters (Envoy).
+    identity_property: bool,
     providers: Vec<Runtime>,
     waiters: Vec<Pending>,
 }
@@ -86,7 +107,8 @@ impl Engine {
             .collect();
         Engine {
             shared_wake: cfg.wait_mode != WaitMode::PerRequest,
-            host_known: cfg.wait_mode != WaitMode::Auto,
+            host_known: false,
+            identity_property: false,
             cfg,
             owner,
             providers,
@@ -104,18 +126,20 @@ impl Engine {
         self.shared_wake
     }
 
-    /// Whether `wait_mode` is settled (explicit, or the host was probed).
+    /// Whether the host was probed.
     pub fn host_known(&self) -> bool {
         self.host_known
     }
 
-    /// Settles `wait_mode: auto` once the host is known: `true` on a host
-    /// where `set_effective_context` lets one context finish another's
-    /// request. An explicit `wait_mode` wins.
-    pub fn set_host_can_wake(&mut self, can: bool) {
+    /// Settles what depends on the host, once known: `envoy` when the
+    /// host answered Envoy's `plugin_vm_id` property. There one context can
+    /// finish another's request (`wait_mode: auto` becomes `shared`; an
+    /// explicit `wait_mode` wins) and properties reach later filters.
+    pub fn set_host(&mut self, envoy: bool) {
         self.host_known = true;
+        self.identity_property = envoy && self.cfg.identity_property.is_some();
         self.shared_wake = match self.cfg.wait_mode {
-            WaitMode::Auto => can,
+            WaitMode::Auto => envoy,
             WaitMode::Shared => true,
             WaitMode::PerRequest => false,
         };
@@ -148,17 +172,19 @@ impl Engine {
         self.providers.get(idx).map_or(0, |r| r.keys.len())
     }
 
-    /// Decides one token. With `may_wait` false (a waiter past its
-    /// deadline), no refresh is started and missing keys are final.
+    /// Decides one token on the route of `rule` (None: the top-level
+    /// policy). With `may_wait` false (a waiter past its deadline), no
+    /// refresh is started and missing keys are final.
     pub fn authenticate(
         &mut self,
         store: &dyn SharedStore,
         metrics: &dyn Metrics,
         now_ms: u64,
         token: &str,
+        rule: Option<usize>,
         may_wait: bool,
     ) -> Verdict {
-        match self.decide(store, metrics, now_ms, token, may_wait) {
+        match self.decide(store, metrics, now_ms, token, rule, may_wait) {
             Ok(v) => v,
             Err(r) => Verdict::Deny(r),
         }
@@ -170,22 +196,95 @@ impl Engine {
         metrics: &dyn Metrics,
         now_ms: u64,
         token: &str,
+        rule: Option<usize>,
         may_wait: bool,
     ) -> Result<Verdict, Refusal> {
         let now_s = now_ms / 1000;
         let d = jose::decode(token).map_err(Refusal::Decode)?;
         let alg = policy::check_header(&d.header, self.cfg.allowed_algorithms)?;
-        let idx = 0;
-        let provider = self
-            .cfg
-            .providers
-            .get(idx)
-            .ok_or(Refusal::NoKeyForAlgorithm)?;
+        let idx = self.select_provider(d.claims.iss.as_deref())?;
+        let route = rule.and_then(|i| self.cfg.rules.get(i));
+        if route
+            .and_then(|r| r.providers.as_ref())
+            .is_some_and(|ok| !ok.contains(&idx))
+        {
+            return Err(Refusal::ProviderNotAllowed);
+        }
+        let provider = self.cfg.providers.get(idx).ok_or(Refusal::Issuer)?;
         policy::check_claims(&d.claims, &provider.claims, now_s)?;
+        if let Some(wait) =
+            self.verify_signature(store, metrics, now_ms, token, &d, alg, idx, may_wait)?
+        {
+            return Ok(wait);
+        }
+        self.grant(&d, idx, rule).map(Verdict::Allow)
+    }
+
+    /// The provider a token belongs to: the only one, or the one listing
+    /// its `iss` (providers are never chosen by trying keys).
+    fn select_provider(&self, iss: Option<&str>) -> Result<usize, Refusal> {
+        if self.cfg.providers.len() == 1 {
+            return Ok(0);
+        }
+        let iss = iss.ok_or(Refusal::MissingClaim("iss"))?;
+        self.cfg
+            .providers
+            .iter()
+            .position(|p| p.claims.issuers.iter().any(|i| i == iss))
+            .ok_or(Refusal::Issuer)
+    }
+
+    /// Authorization and what goes upstream, for a verified token.
+    fn grant(&self, d: &jose::Decoded, idx: usize, rule: Option<usize>) -> Result<Grant, Refusal> {
+        let require = rule
+            .and_then(|i| self.cfg.rules.get(i))
+            .map_or(&self.cfg.default_require, |r| &r.require);
+        let mut headers = Vec::new();
+        if !require.is_empty() || !self.cfg.claims_to_headers.is_empty() {
+            let payload: Value = serde_json::from_slice(&d.payload_json)
+                .map_err(|_| Refusal::Decode(jose::DecodeError::Claims))?;
+            rules::authorize(require, &self.cfg.claim_paths, &payload)
+                .map_err(Refusal::InsufficientScope)?;
+            for (path, header) in &self.cfg.claims_to_headers {
+                if let Some(v) = rules::claim_at(&payload, path).and_then(rules::header_value) {
+                    headers.push((header.clone(), v));
+                }
+            }
+        }
+        if let Some(h) = &self.cfg.payload_header {
+            headers.push((h.clone(), d.payload_b64().to_string()));
+        }
+        let identity = self.identity_property.then(|| {
+            json!({
+                "provider": self.cfg.providers.get(idx).map(|p| p.name.as_str()),
+                "iss": d.claims.iss,
+                "sub": d.claims.sub,
+                "aud": d.claims.aud.as_ref().map(|a| &a.0),
+            })
+            .to_string()
+        });
+        Ok(Grant { headers, identity })
+    }
+
+    /// Finds the key and checks the signature: `None` when verified, a
+    /// `Wait` when keys must be fetched first.
+    #[allow(clippy::too_many_arguments)]
+    fn verify_signature(
+        &mut self,
+        store: &dyn SharedStore,
+        metrics: &dyn Metrics,
+        now_ms: u64,
+        token: &str,
+        d: &jose::Decoded,
+        alg: Alg,
+        idx: usize,
+        may_wait: bool,
+    ) -> Result<Option<Verdict>, Refusal> {
+        let now_s = now_ms / 1000;
         if let Err(e) = self.sync(store, idx) {
             log::warn!("jwt_jwks: reading shared keys failed: {e}; using this worker's copy");
         }
-        let check = |key: &PublicKey| verify(key, alg, token, &d, now_s);
+        let check = |key: &PublicKey| verify(key, alg, token, d, now_s);
 
         let provider = self
             .cfg
@@ -206,7 +305,9 @@ impl Engine {
             if !may_wait || provider.jwks.is_none() {
                 return Err(Refusal::KeysUnavailable);
             }
-            return self.refresh(store, idx, now_ms, Trigger::Cold, Refusal::KeysUnavailable);
+            return self
+                .refresh(store, idx, now_ms, Trigger::Cold, Refusal::KeysUnavailable)
+                .map(Some);
         }
 
         let kid = match self.cfg.key_claim {
@@ -225,6 +326,7 @@ impl Engine {
                         return Err(Refusal::UnknownKid);
                     }
                     self.refresh(store, idx, now_ms, Trigger::UnknownKid, Refusal::UnknownKid)
+                        .map(Some)
                 }
             };
         }
@@ -256,6 +358,7 @@ impl Engine {
             return Err(refusal);
         }
         self.refresh(store, idx, now_ms, Trigger::UnknownKid, refusal)
+            .map(Some)
     }
 
     fn refresh(
@@ -476,7 +579,7 @@ impl Engine {
                 self.waiters.push(w);
                 continue;
             }
-            match self.authenticate(store, metrics, now_ms, &w.token, !expired) {
+            match self.authenticate(store, metrics, now_ms, &w.token, w.rule, !expired) {
                 Verdict::Wait {
                     provider,
                     dispatch: d,
@@ -595,9 +698,9 @@ fn verify(
     token: &str,
     d: &jose::Decoded,
     now_s: u64,
-) -> Result<Verdict, Refusal> {
+) -> Result<Option<Verdict>, Refusal> {
     match key.verify(alg, token, d.signing_input, &d.signature, now_s) {
-        Ok(()) => Ok(Verdict::Allow),
+        Ok(()) => Ok(None),
         Err(SigError::BadSignature) => Err(Refusal::BadSignature),
         Err(SigError::WrongAlgorithm) => Err(Refusal::NoKeyForAlgorithm),
         Err(SigError::Rejected(why)) => {

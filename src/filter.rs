@@ -25,7 +25,9 @@ use crate::config::Config;
 use crate::engine::{Engine, Pending, Verdict};
 use crate::fetch::Answer;
 use crate::metrics::{self, Metric, Metrics};
+use crate::policy::Refusal;
 use crate::response::{self, json_reply, LocalReply};
+use crate::rules::{self, AuthMode};
 use crate::token::{self, Source};
 
 /// How often the root context checks refreshes and paused requests.
@@ -177,9 +179,23 @@ fn conclude(
     resume: bool,
 ) -> Action {
     match verdict {
-        Verdict::Allow => {
+        Verdict::Allow(grant) => {
             m.incr(Metric::Allowed);
             strip_token(cfg, source);
+            for (name, value) in &grant.headers {
+                if let Err(e) =
+                    hostcalls::set_map_value(MapType::HttpRequestHeaders, name, Some(value))
+                {
+                    log::warn!("jwt_jwks: setting {name} failed: {e:?}");
+                }
+            }
+            if let (Some(identity), Some(prop)) = (&grant.identity, &cfg.identity_property) {
+                if let Err(e) =
+                    hostcalls::set_property(vec![prop.as_str()], Some(identity.as_bytes()))
+                {
+                    log::warn!("jwt_jwks: setting property {prop} failed: {e:?}");
+                }
+            }
             if resume {
                 if let Err(e) = hostcalls::resume_http_request() {
                     log::warn!("jwt_jwks: resuming a request failed: {e:?}");
@@ -419,7 +435,7 @@ impl Http {
         let Ok(headers) = hostcalls::get_map(MapType::HttpRequestHeaders) else {
             log::error!("jwt_jwks: cannot read request headers");
             send(&response::refusal(
-                &crate::policy::Refusal::KeysUnavailable,
+                &Refusal::KeysUnavailable,
                 "jwt-jwks",
                 false,
             ));
@@ -437,7 +453,7 @@ impl Http {
         let engine = self.engine.clone();
         let Ok(mut e) = engine.try_borrow_mut() else {
             send(&response::refusal(
-                &crate::policy::Refusal::KeysUnavailable,
+                &Refusal::KeysUnavailable,
                 "jwt-jwks",
                 grpc,
             ));
@@ -464,28 +480,36 @@ impl Http {
             }
         }
 
-        if !e.config().run_on_preflight && token::is_preflight(&method, &headers) {
+        // A client must never be able to forge what the filter forwards.
+        for name in e.config().forwarded_headers() {
+            if headers.iter().any(|(k, _)| k.eq_ignore_ascii_case(name)) {
+                let _ = hostcalls::set_map_value(MapType::HttpRequestHeaders, name, None);
+            }
+        }
+
+        let rule = rules::match_rule(&e.config().rules, &method, &path);
+        let route = rule.and_then(|i| e.config().rules.get(i));
+        let auth = route.map_or(AuthMode::Required, |r| r.auth);
+        let preflight_runs = route
+            .and_then(|r| r.run_on_preflight)
+            .unwrap_or(e.config().run_on_preflight);
+        if auth == AuthMode::Public || (!preflight_runs && token::is_preflight(&method, &headers)) {
             return Action::Continue;
         }
+        let no_source = Source::Header(String::new());
         let found = match token::extract(e.config(), &headers, &path) {
             Ok(Some(f)) => f,
+            Ok(None) if auth == AuthMode::Optional => return Action::Continue,
             Ok(None) => {
-                let v = Verdict::Deny(crate::policy::Refusal::MissingToken);
-                return conclude(
-                    e.config(),
-                    m.as_ref(),
-                    &v,
-                    &Source::Header(String::new()),
-                    grpc,
-                    false,
-                );
+                let v = Verdict::Deny(Refusal::MissingToken);
+                return conclude(e.config(), m.as_ref(), &v, &no_source, grpc, false);
             }
             Err(r) => {
                 return conclude(
                     e.config(),
                     m.as_ref(),
                     &Verdict::Deny(r),
-                    &Source::Header(String::new()),
+                    &no_source,
                     grpc,
                     false,
                 )
@@ -495,9 +519,10 @@ impl Http {
             // Envoy answers `plugin_vm_id`; ngx_wasm_module (Kong) does not,
             // and there one context cannot resume another's request.
             let envoy = matches!(hostcalls::get_property(vec!["plugin_vm_id"]), Ok(Some(_)));
-            e.set_host_can_wake(envoy);
+            e.set_host(envoy);
             log::info!(
-                "jwt_jwks: paused requests are woken {}",
+                "jwt_jwks: host {} Envoy; paused requests are woken {}",
+                if envoy { "is" } else { "is not" },
                 if e.shared_wake() {
                     "by any context (shared)"
                 } else {
@@ -506,7 +531,7 @@ impl Http {
             );
         }
         let now = now_ms();
-        let verdict = e.authenticate(&HostStore, m.as_ref(), now, &found.token, true);
+        let verdict = e.authenticate(&HostStore, m.as_ref(), now, &found.token, rule, true);
         let Verdict::Wait {
             provider,
             dispatch: send_it,
@@ -525,19 +550,13 @@ impl Http {
             source: found.source,
             grpc,
             provider,
+            rule,
             deadline_ms: now + timeout,
             gen: 0,
         };
         if !e.add_waiter(pending) {
-            let v = Verdict::Deny(crate::policy::Refusal::Overloaded);
-            return conclude(
-                e.config(),
-                m.as_ref(),
-                &v,
-                &Source::Header(String::new()),
-                grpc,
-                false,
-            );
+            let v = Verdict::Deny(Refusal::Overloaded);
+            return conclude(e.config(), m.as_ref(), &v, &no_source, grpc, false);
         }
         m.incr(Metric::Paused);
         if send_it {
@@ -546,7 +565,14 @@ impl Http {
                 None if !e.shared_wake() => {
                     // No callout, so nothing would ever resume this request.
                     if let Some(w) = e.take_waiter(self.id) {
-                        let v = e.authenticate(&HostStore, m.as_ref(), now_ms(), &w.token, false);
+                        let v = e.authenticate(
+                            &HostStore,
+                            m.as_ref(),
+                            now_ms(),
+                            &w.token,
+                            w.rule,
+                            false,
+                        );
                         return conclude(e.config(), m.as_ref(), &v, &w.source, w.grpc, false);
                     }
                 }
@@ -578,7 +604,7 @@ impl Context for Http {
         if !e.shared_wake() {
             // Only this request can be resumed from here: decide it now.
             if let Some(w) = e.take_waiter(self.id) {
-                let v = e.authenticate(&HostStore, m.as_ref(), now_ms(), &w.token, false);
+                let v = e.authenticate(&HostStore, m.as_ref(), now_ms(), &w.token, w.rule, false);
                 conclude(e.config(), m.as_ref(), &v, &w.source, w.grpc, true);
             }
             return;

@@ -123,6 +123,15 @@ pub struct Decoded<'t> {
     /// `base64url(header) "." base64url(payload)`: what the signature covers.
     pub signing_input: &'t str,
     pub signature: Vec<u8>,
+    /// The decoded payload (JSON bytes), for claims beyond the registered ones.
+    pub payload_json: Vec<u8>,
+}
+
+impl Decoded<'_> {
+    /// The payload exactly as the token carries it (base64url).
+    pub fn payload_b64(&self) -> &str {
+        self.signing_input.split_once('.').map_or("", |(_, p)| p)
+    }
 }
 
 fn b64(part: &str) -> Result<Vec<u8>, DecodeError> {
@@ -160,6 +169,7 @@ pub fn decode(token: &str) -> Result<Decoded<'_>, DecodeError> {
         claims,
         signing_input,
         signature,
+        payload_json,
     })
 }
 
@@ -189,6 +199,8 @@ mod tests {
         assert_eq!(d.claims.nbf, Some(NumericDate(1.5)));
         assert_eq!(d.signature, b"sig");
         assert_eq!(d.signing_input, &t[..t.rfind('.').unwrap()]);
+        assert_eq!(d.payload_b64(), t.split('.').nth(1).unwrap());
+        assert!(d.payload_json.starts_with(b"{\"iss\""));
     }
 
     #[test]

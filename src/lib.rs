@@ -17,6 +17,7 @@ pub mod keys;
 pub mod metrics;
 pub mod policy;
 pub mod response;
+pub mod rules;
 pub mod token;
 
 #[cfg(target_arch = "wasm32")]

@@ -5,6 +5,7 @@
 use crate::alg::{Alg, AlgSet};
 use crate::config::ClaimsPolicy;
 use crate::jose::{Claims, DecodeError, Header};
+use crate::rules::Missing;
 
 /// Every way a request can be refused. Each has a stable description (sent
 /// as `error_description`) and a stable metric name.
@@ -34,6 +35,10 @@ pub enum Refusal {
     KeysUnavailable,
     /// Too many requests are already waiting for keys.
     Overloaded,
+    /// The route does not accept tokens of the token's provider.
+    ProviderNotAllowed,
+    /// The token is valid but lacks what the route requires.
+    InsufficientScope(Missing),
 }
 
 /// How a refusal is answered.
@@ -47,6 +52,8 @@ pub enum Class {
     InvalidToken,
     /// 503 with `Retry-After`.
     Unavailable,
+    /// 403 `insufficient_scope`.
+    Forbidden,
 }
 
 impl Refusal {
@@ -55,6 +62,7 @@ impl Refusal {
             Refusal::MissingToken => Class::NoCredentials,
             Refusal::TokenTooLarge | Refusal::DuplicateHeader => Class::InvalidRequest,
             Refusal::KeysUnavailable | Refusal::Overloaded => Class::Unavailable,
+            Refusal::InsufficientScope(_) => Class::Forbidden,
             _ => Class::InvalidToken,
         }
     }
@@ -87,6 +95,10 @@ impl Refusal {
             Refusal::Rejected => "token refused by the verifier",
             Refusal::KeysUnavailable => "signing keys are not available yet",
             Refusal::Overloaded => "too many requests are waiting for signing keys",
+            Refusal::ProviderNotAllowed => "token issuer is not accepted on this route",
+            Refusal::InsufficientScope(_) => {
+                "token lacks the scopes, permissions or roles this route requires"
+            }
         }
     }
 
@@ -108,6 +120,8 @@ impl Refusal {
             Refusal::NoKeyForAlgorithm => "no_key",
             Refusal::BadSignature => "signature",
             Refusal::KeysUnavailable | Refusal::Overloaded => "unavailable",
+            Refusal::ProviderNotAllowed => "issuer",
+            Refusal::InsufficientScope(_) => "insufficient_scope",
         }
     }
 
@@ -128,6 +142,7 @@ impl Refusal {
         "no_key",
         "signature",
         "unavailable",
+        "insufficient_scope",
     ];
 }
 
@@ -381,6 +396,8 @@ mod tests {
             Refusal::Rejected,
             Refusal::KeysUnavailable,
             Refusal::Overloaded,
+            Refusal::ProviderNotAllowed,
+            Refusal::InsufficientScope(Missing::default()),
         ];
         for r in all {
             assert!(Refusal::METRICS.contains(&r.metric()), "{r:?}");

@@ -21,6 +21,7 @@ pub const RETRY_AFTER_S: u32 = 5;
 const GRPC_UNAUTHENTICATED: u32 = 16;
 const GRPC_INVALID_ARGUMENT: u32 = 3;
 const GRPC_UNAVAILABLE: u32 = 14;
+const GRPC_PERMISSION_DENIED: u32 = 7;
 
 pub fn json_reply(status: u16, body: serde_json::Value) -> LocalReply {
     LocalReply {
@@ -62,8 +63,29 @@ pub fn refusal(r: &Refusal, realm: &str, grpc: bool) -> LocalReply {
             GRPC_UNAUTHENTICATED,
         ),
         Class::Unavailable => (503, "temporarily_unavailable", None, GRPC_UNAVAILABLE),
+        Class::Forbidden => {
+            let scope = match r {
+                Refusal::InsufficientScope(m) => m.scope_attribute(),
+                _ => None,
+            };
+            let scope = scope
+                .map(|s| format!(", scope=\"{s}\""))
+                .unwrap_or_default();
+            (
+                403,
+                "insufficient_scope",
+                Some(format!(
+                    "Bearer realm=\"{realm}\", error=\"insufficient_scope\", error_description=\"{desc}\"{scope}"
+                )),
+                GRPC_PERMISSION_DENIED,
+            )
+        }
     };
-    let mut reply = json_reply(status, json!({ "error": error, "message": desc }));
+    let mut body = json!({ "error": error, "message": desc });
+    if let Refusal::InsufficientScope(m) = r {
+        body["missing"] = m.to_json();
+    }
+    let mut reply = json_reply(status, body);
     if let Some(c) = challenge {
         reply.headers.push(("www-authenticate".into(), c));
     }
@@ -129,6 +151,36 @@ mod tests {
         let r = refusal(&Refusal::KeysUnavailable, "api", false);
         assert_eq!(r.status, 503);
         assert_eq!(header(&r, "retry-after"), Some("5"));
+    }
+
+    #[test]
+    fn insufficient_scope_names_what_is_missing() {
+        use crate::rules::{Match, Missing, Requirement, Requirements};
+        let missing = Missing(Requirements {
+            scopes: Some(Requirement {
+                mode: Match::Any,
+                values: vec!["invoice_*".into(), "admin".into()],
+            }),
+            ..Requirements::default()
+        });
+        let r = refusal(&Refusal::InsufficientScope(missing), "api", false);
+        assert_eq!(r.status, 403);
+        let challenge = header(&r, "www-authenticate").unwrap();
+        assert!(
+            challenge.starts_with("Bearer realm=\"api\", error=\"insufficient_scope\""),
+            "{challenge}"
+        );
+        assert!(
+            challenge.ends_with(", scope=\"invoice_* admin\""),
+            "{challenge}"
+        );
+        let body: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+        assert_eq!(
+            body["missing"],
+            json!({"scopes": {"any": ["invoice_*", "admin"]}})
+        );
+        let g = refusal(&Refusal::InsufficientScope(Missing::default()), "api", true);
+        assert_eq!(g.grpc_status, Some(7));
     }
 
     #[test]

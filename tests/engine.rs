@@ -165,7 +165,7 @@ impl Worker {
     }
 
     fn auth(&mut self, s: &MemoryStore, now: u64, t: &str) -> Verdict {
-        self.e.authenticate(s, &self.m, now, t, true)
+        self.e.authenticate(s, &self.m, now, t, None, true)
     }
 
     fn load(&mut self, s: &MemoryStore, now: u64, doc: &Value) {
@@ -184,6 +184,7 @@ fn pending(context_id: u32, token: &str, deadline_ms: u64) -> Pending {
         source: Source::Header("authorization".into()),
         grpc: false,
         provider: 0,
+        rule: None,
         deadline_ms,
         gen: 0,
     }
@@ -209,7 +210,7 @@ fn every_algorithm_verifies_and_a_forgery_does_not() {
     ];
     for (alg, kid) in cases {
         let t = token(alg, Some(kid));
-        assert_eq!(w.auth(&s, now, &t), Verdict::Allow, "{alg}");
+        assert!(w.auth(&s, now, &t).is_allow(), "{alg}");
         // Flip one bit of the signature's first byte.
         let (input, sig) = t.rsplit_once('.').unwrap();
         let mut raw = URL_SAFE_NO_PAD.decode(sig).unwrap();
@@ -252,10 +253,7 @@ fn alg_must_match_the_key_and_be_allowed() {
         w.auth(&s, now, &token("PS256", Some("rsa"))),
         Verdict::Deny(Refusal::AlgorithmNotAllowed)
     );
-    assert_eq!(
-        w.auth(&s, now, &token("RS256", Some("rsa"))),
-        Verdict::Allow
-    );
+    assert!(w.auth(&s, now, &token("RS256", Some("rsa"))).is_allow());
 }
 
 #[test]
@@ -269,10 +267,7 @@ fn claims_are_checked_before_the_signature() {
         Verdict::Deny(Refusal::Issuer)
     );
     let mut w = Worker::new(config(r#","audiences":["api"]"#), "w2");
-    assert_eq!(
-        w.auth(&s, now, &token("ES256", Some("p256"))),
-        Verdict::Allow
-    );
+    assert!(w.auth(&s, now, &token("ES256", Some("p256"))).is_allow());
     // Ten minutes later the five-minute token is expired.
     assert_eq!(
         w.auth(&s, now + 600_000, &token("ES256", Some("p256"))),
@@ -329,7 +324,7 @@ fn cold_start_waits_for_one_fetch_shared_by_every_worker() {
     // The other worker's waiter is decided on its next review (tick).
     let (finals, dispatch) = w2.e.review_waiters(&s, &w2.m, now + 100);
     assert_eq!(finals.len(), 1);
-    assert_eq!(finals[0].1, Verdict::Allow);
+    assert!(finals[0].1.is_allow());
     assert!(dispatch.is_empty());
     assert_eq!(w2.e.waiting(), 0);
     assert_eq!(w2.e.local_key_count(0), 5);
@@ -375,10 +370,10 @@ fn unknown_kid_refreshes_once_per_interval_and_picks_up_rotation() {
     let v2 =
         json!({"keys": [rsa_jwk(&k.rsa, "rsa", None), rsa_jwk(&k.rsa2, "rsa2", None)]}).to_string();
     w.e.fetch_done(&s, &w.m, now + 1100, 0, &ok(&v2)).unwrap();
-    assert_eq!(w.auth(&s, now + 1200, &new_token), Verdict::Allow);
-    assert_eq!(
-        w.auth(&s, now + 1200, &token("RS256", Some("rsa"))),
-        Verdict::Allow,
+    assert!(w.auth(&s, now + 1200, &new_token).is_allow());
+    assert!(
+        w.auth(&s, now + 1200, &token("RS256", Some("rsa")))
+            .is_allow(),
         "old key kept while published"
     );
 
@@ -422,7 +417,7 @@ fn a_failed_refresh_keeps_the_keys_and_marks_nothing_lost() {
     };
     w.e.fetch_done(&s, &w.m, now + 50_000, 0, &down).unwrap();
     assert_eq!(w.m.get(Metric::FetchFailure), 1);
-    assert_eq!(w.auth(&s, now + 50_001, &t), Verdict::Allow);
+    assert!(w.auth(&s, now + 50_001, &t).is_allow());
     // Past the TTL, still serving, and cache/info says stale.
     let info = w.e.info(&s, now + 70_000);
     assert_eq!(info["providers"][0]["stale"], json!(true));
@@ -430,9 +425,9 @@ fn a_failed_refresh_keeps_the_keys_and_marks_nothing_lost() {
         .as_str()
         .unwrap()
         .contains("broken connection"));
-    assert_eq!(
-        w.auth(&s, now + 70_000, &token("ES384", Some("p384"))),
-        Verdict::Allow,
+    assert!(
+        w.auth(&s, now + 70_000, &token("ES384", Some("p384")))
+            .is_allow(),
         "stale keys still serve"
     );
 }
@@ -446,21 +441,17 @@ fn fallback_key_serves_while_no_jwks_key_is_loaded_and_for_tokens_without_kid() 
     let mut w = Worker::new(cfg, "w1");
     let now = now_ms();
     // Nothing loaded: the fallback serves any kid.
-    assert_eq!(
-        w.auth(&s, now, &token("ES256", Some("whatever"))),
-        Verdict::Allow
-    );
+    assert!(w
+        .auth(&s, now, &token("ES256", Some("whatever")))
+        .is_allow());
     assert_eq!(
         w.auth(&s, now, &token("RS256", Some("rsa"))),
         Verdict::Deny(Refusal::NoKeyForAlgorithm)
     );
     // Loaded: kid selects JWKS keys; no kid means the fallback key.
     w.load(&s, now, &json!({"keys": [rsa_jwk(&k.rsa, "rsa", None)]}));
-    assert_eq!(
-        w.auth(&s, now, &token("RS256", Some("rsa"))),
-        Verdict::Allow
-    );
-    assert_eq!(w.auth(&s, now, &token("ES256", None)), Verdict::Allow);
+    assert!(w.auth(&s, now, &token("RS256", Some("rsa"))).is_allow());
+    assert!(w.auth(&s, now, &token("ES256", None)).is_allow());
 }
 
 #[test]
@@ -474,7 +465,7 @@ fn without_kid_the_keys_for_the_alg_are_tried_in_order() {
         now,
         &json!({"keys": [rsa_jwk(&k.rsa2, "a", None), rsa_jwk(&k.rsa, "b", None)]}),
     );
-    assert_eq!(w.auth(&s, now, &token("RS256", None)), Verdict::Allow);
+    assert!(w.auth(&s, now, &token("RS256", None)).is_allow());
     let other = RS256KeyPair::generate(2048)
         .unwrap()
         .sign(claims())
@@ -488,7 +479,7 @@ fn without_kid_the_keys_for_the_alg_are_tried_in_order() {
         }
     );
     assert_eq!(
-        w.e.authenticate(&s, &w.m, now, &other, false),
+        w.e.authenticate(&s, &w.m, now, &other, None, false),
         Verdict::Deny(Refusal::BadSignature)
     );
 }
@@ -510,10 +501,7 @@ fn key_claim_iss_requires_an_issuer_and_tries_keys_by_alg() {
         &json!({"keys": [rsa_jwk(&k.rsa, "some-kid", None)]}),
     );
     // kid is not used for selection: a token naming another kid still verifies.
-    assert_eq!(
-        w.auth(&s, now, &token("RS256", Some("other"))),
-        Verdict::Allow
-    );
+    assert!(w.auth(&s, now, &token("RS256", Some("other"))).is_allow());
     let no_iss = k.rsa.sign(Claims::create(Duration::from_mins(5))).unwrap();
     assert_eq!(
         w.auth(&s, now, &no_iss),
@@ -529,7 +517,7 @@ fn admin_clear_is_seen_by_every_worker_and_the_next_request_refetches() {
     let now = now_ms();
     w1.load(&s, now, &all_jwks());
     let t = token("ES256", Some("p256"));
-    assert_eq!(w2.auth(&s, now, &t), Verdict::Allow);
+    assert!(w2.auth(&s, now, &t).is_allow());
 
     assert_eq!(
         w1.e.clear_kid(&s, "p256").unwrap(),
@@ -550,7 +538,7 @@ fn admin_clear_is_seen_by_every_worker_and_the_next_request_refetches() {
     );
     let body = all_jwks().to_string();
     w2.e.fetch_done(&s, &w2.m, now + 20, 0, &ok(&body)).unwrap();
-    assert_eq!(w2.auth(&s, now + 30, &t), Verdict::Allow);
+    assert!(w2.auth(&s, now + 30, &t).is_allow());
 
     let r = w1.e.clear_all(&s).unwrap();
     assert_eq!(r["keys_removed"], json!(5));
@@ -615,7 +603,7 @@ fn per_request_wait_mode_never_leaves_a_request_without_its_own_callout() {
     );
     let body = all_jwks().to_string();
     w1.e.fetch_done(&s, &w1.m, now + 10, 0, &ok(&body)).unwrap();
-    assert_eq!(w2.auth(&s, now + 20, &t), Verdict::Allow);
+    assert!(w2.auth(&s, now + 20, &t).is_allow());
 
     // An unknown kid while another refresh is under way is refused at once.
     let random = keys()
@@ -665,10 +653,15 @@ fn per_request_wait_mode_never_leaves_a_request_without_its_own_callout() {
 fn auto_wait_mode_follows_the_host_and_explicit_modes_win() {
     let mut e = Engine::new(config(""), "w".into());
     assert!(!e.host_known());
-    e.set_host_can_wake(false);
+    e.set_host(false);
     assert!(e.host_known() && !e.shared_wake());
-    let mut e = Engine::new(config(r#","wait_mode":"shared""#), "w".into());
-    assert!(e.host_known());
-    e.set_host_can_wake(false);
+    let mut e = Engine::new(config(""), "w".into());
+    e.set_host(true);
     assert!(e.shared_wake());
+    let mut e = Engine::new(config(r#","wait_mode":"shared""#), "w".into());
+    e.set_host(false);
+    assert!(e.shared_wake());
+    let mut e = Engine::new(config(r#","wait_mode":"per_request""#), "w".into());
+    e.set_host(true);
+    assert!(!e.shared_wake());
 }
