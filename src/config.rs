@@ -1090,4 +1090,136 @@ mod tests {
             "jwks_upstream"
         );
     }
+
+    #[test]
+    fn providers_are_selected_by_issuer_and_validated() {
+        let c = parse(
+            r#"{"providers":[
+                {"name":"external","issuers":["https://auth.example.com"],"jwks_uri":"http://auth-internal:8080/jwks"},
+                {"name":"partner","issuers":["https://partner"],"jwks_uri":"https://partner/jwks","audiences":["api"]}
+            ],"rules":[{"path_prefix":"/p","providers":["partner"]}]}"#,
+        )
+        .unwrap();
+        assert_eq!(c.providers.len(), 2);
+        assert_eq!(c.providers[0].name, "external");
+        assert_eq!(c.providers[0].upstream, "auth-internal:8080");
+        assert!(c.providers.iter().all(|p| p.claims.require_iss));
+        assert_eq!(c.rules[0].providers, Some(vec![1]));
+
+        let two = |a: &str, b: &str| {
+            format!(
+                r#"{{"providers":[{{"name":"a","jwks_uri":"http://a/j"{a}}},{{"name":"b","jwks_uri":"http://b/j"{b}}}]}}"#
+            )
+        };
+        assert_eq!(
+            field_of(&two(r#","issuers":["x"]"#, "")),
+            "providers[1].issuers"
+        );
+        assert_eq!(
+            field_of(&two(r#","issuers":["x"]"#, r#","issuers":["x"]"#)),
+            "providers"
+        );
+        assert_eq!(
+            field_of(&two(r#","issuers":["x"],"bogus":1"#, "")),
+            "providers[0].bogus"
+        );
+        assert_eq!(
+            field_of(&two(r#","cache_ttl":"x""#, "")),
+            "providers[0].cache_ttl"
+        );
+        assert_eq!(
+            field_of(
+                r#"{"jwks_uri":"http://a/j","providers":[{"name":"a","jwks_uri":"http://a/j"}]}"#
+            ),
+            "jwks_uri"
+        );
+        assert_eq!(
+            field_of(r#"{"providers":[{"jwks_uri":"http://a/j"}]}"#),
+            "providers[0].name"
+        );
+        assert_eq!(field_of(r#"{"providers":[]}"#), "providers");
+        assert_eq!(
+            field_of(
+                r#"{"providers":[{"name":"a","jwks_uri":"http://a/j"}],"rules":[{"path":"/x","providers":["b"]}]}"#
+            ),
+            "rules[0].providers"
+        );
+    }
+
+    #[test]
+    fn rules_and_requirements_are_validated() {
+        let ok = parse(
+            r#"{"jwks_uri":"http://a/j","rules":[
+                {"path_prefix":"/invoices","methods":["get","POST"],"scopes":{"any":["invoice_*"]}},
+                {"path":"/health","auth":"public"},
+                {"path_prefix":"/","auth":"optional","roles":{"all":["a","b"]},"run_on_preflight":true}
+            ],"permissions":{"all":["chat:read"]},"roles_claims":["realm_access.roles"],
+            "claims_to_headers":{"sub":"X-JWT-Sub","realm_access.roles":"x-jwt-roles"},"payload_header":"x-jwt-payload"}"#,
+        )
+        .unwrap();
+        assert_eq!(ok.rules.len(), 3);
+        assert_eq!(ok.rules[0].methods, vec!["GET", "POST"]);
+        assert!(ok.default_require.permissions.is_some());
+        assert!(ok
+            .claims_to_headers
+            .contains(&(vec!["sub".to_string()], "x-jwt-sub".to_string())));
+        let mut forwarded: Vec<&str> = ok.forwarded_headers().collect();
+        forwarded.sort_unstable();
+        assert_eq!(forwarded, vec!["x-jwt-payload", "x-jwt-roles", "x-jwt-sub"]);
+        assert_eq!(ok.identity_property.as_deref(), Some("jwt_jwks_identity"));
+
+        let bad =
+            |rule: &str| field_of(&format!(r#"{{"jwks_uri":"http://a/j","rules":[{rule}]}}"#));
+        assert_eq!(
+            bad(r#"{"path":"/a","path_prefix":"/a"}"#),
+            "rules[0].path_prefix"
+        );
+        assert_eq!(bad(r#"{"methods":["GET"]}"#), "rules[0].path_prefix");
+        assert_eq!(bad(r#"{"path":"a"}"#), "rules[0].path");
+        assert_eq!(bad(r#"{"path":"/a","auth":"maybe"}"#), "rules[0].auth");
+        assert_eq!(
+            bad(r#"{"path":"/a","scopes":{"any":["x"],"all":["y"]}}"#),
+            "rules[0].scopes"
+        );
+        assert_eq!(
+            bad(r#"{"path":"/a","scopes":{"any":[]}}"#),
+            "rules[0].scopes"
+        );
+        assert_eq!(
+            bad(r#"{"path":"/a","scopes":{"any":["a b"]}}"#),
+            "rules[0].scopes"
+        );
+        assert_eq!(bad(r#"{"path":"/a","scopes":["x"]}"#), "rules[0].scopes");
+        assert_eq!(
+            bad(r#"{"path":"/a","auth":"public","roles":{"any":["x"]}}"#),
+            "rules[0].auth"
+        );
+        assert_eq!(bad(r#"{"path":"/a","weight":1}"#), "rules[0].weight");
+        assert_eq!(
+            bad(r#"{"path":"/a","methods":["G T"]}"#),
+            "rules[0].methods"
+        );
+        let top = |extra: &str| field_of(&format!(r#"{{"jwks_uri":"http://a/j",{extra}}}"#));
+        assert_eq!(
+            top(r#""claims_to_headers":{"sub":"authorization"}"#),
+            "claims_to_headers"
+        );
+        assert_eq!(
+            top(r#""claims_to_headers":{"sub":"x-a","iss":"X-A"}"#),
+            "claims_to_headers"
+        );
+        assert_eq!(
+            top(r#""claims_to_headers":{"a..b":"x-a"}"#),
+            "claims_to_headers"
+        );
+        assert_eq!(
+            top(r#""payload_header":"x-a","claims_to_headers":{"sub":"x-a"}"#),
+            "payload_header"
+        );
+        assert_eq!(top(r#""roles_claims":["a."]"#), "roles_claims");
+        assert_eq!(top(r#""identity_property":"a.b""#), "identity_property");
+        assert_eq!(top(r#""rules":{}"#), "rules");
+        let off = parse(r#"{"jwks_uri":"http://a/j","identity_property":null}"#).unwrap();
+        assert_eq!(off.identity_property, None);
+    }
 }

@@ -665,3 +665,136 @@ fn auto_wait_mode_follows_the_host_and_explicit_modes_win() {
     e.set_host(true);
     assert!(!e.shared_wake());
 }
+
+/// A token with extra claims, signed by the test RSA key (kid "rsa").
+fn token_with(iss: &str, extra: Value, key: &RS256KeyPair, kid: &str) -> String {
+    let c = Claims::with_custom_claims(extra, Duration::from_mins(5))
+        .with_issuer(iss)
+        .with_subject("alice");
+    key.clone().with_key_id(kid).sign(c).unwrap()
+}
+
+fn grant(v: Verdict) -> jwt_jwks::engine::Grant {
+    match v {
+        Verdict::Allow(g) => g,
+        other => panic!("expected Allow, got {other:?}"),
+    }
+}
+
+#[test]
+fn tokens_go_to_the_provider_of_their_issuer_and_each_has_its_own_keys() {
+    let k = keys();
+    let cfg = Config::parse(
+        br#"{"providers":[
+            {"name":"external","issuers":["https://auth.example.com"],"jwks_uri":"http://internal/jwks"},
+            {"name":"partner","issuers":["https://partner"],"jwks_uri":"http://partner/jwks"}
+        ],"rules":[{"path_prefix":"/partner","providers":["partner"]}]}"#,
+    )
+    .unwrap();
+    let s = MemoryStore::default();
+    let mut w = Worker::new(cfg, "w1");
+    let now = now_ms();
+    assert_eq!(w.e.tick(&s, now), vec![0, 1], "one fetch per provider");
+    let ext = json!({"keys": [rsa_jwk(&k.rsa, "rsa", None)]}).to_string();
+    let par = json!({"keys": [rsa_jwk(&k.rsa2, "rsa", None)]}).to_string();
+    w.e.fetch_done(&s, &w.m, now, 0, &ok(&ext)).unwrap();
+    w.e.fetch_done(&s, &w.m, now, 1, &ok(&par)).unwrap();
+
+    let external = token_with("https://auth.example.com", json!({}), &k.rsa, "rsa");
+    let partner = token_with("https://partner", json!({}), &k.rsa2, "rsa");
+    assert!(w.auth(&s, now, &external).is_allow());
+    assert!(w.auth(&s, now, &partner).is_allow());
+    // Same kid, but the partner's key under the external issuer: refused.
+    let forged = token_with("https://auth.example.com", json!({}), &k.rsa2, "rsa");
+    assert_eq!(
+        w.auth(&s, now, &forged),
+        Verdict::Deny(Refusal::BadSignature)
+    );
+    let unknown = token_with("https://other", json!({}), &k.rsa, "rsa");
+    assert_eq!(w.auth(&s, now, &unknown), Verdict::Deny(Refusal::Issuer));
+    // A route for the partner only.
+    assert_eq!(
+        w.e.authenticate(&s, &w.m, now, &external, Some(0), true),
+        Verdict::Deny(Refusal::ProviderNotAllowed)
+    );
+    assert!(w
+        .e
+        .authenticate(&s, &w.m, now, &partner, Some(0), true)
+        .is_allow());
+}
+
+#[test]
+fn rules_require_scopes_and_allowed_requests_carry_claims_upstream() {
+    let k = keys();
+    let cfg = Config::parse(
+        format!(
+            r#"{{"jwks_uri":"{URI}","rules":[{{"path_prefix":"/invoices","scopes":{{"any":["invoice_*"]}}}}],
+            "roles":{{"any":["admin"]}},"roles_claims":["realm_access.roles"],
+            "claims_to_headers":{{"sub":"x-jwt-sub","realm_access.roles":"x-jwt-roles","org_id":"x-jwt-org"}},
+            "payload_header":"x-jwt-payload"}}"#
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    let s = MemoryStore::default();
+    let mut w = Worker::new(cfg, "w1");
+    let now = now_ms();
+    w.load(&s, now, &json!({"keys": [rsa_jwk(&k.rsa, "rsa", None)]}));
+    let reader = token_with(
+        "https://idp",
+        json!({"scope": "profile invoice_read", "realm_access": {"roles": ["user", "admin"]}, "org_id": 42}),
+        &k.rsa,
+        "rsa",
+    );
+    let g = grant(w.e.authenticate(&s, &w.m, now, &reader, Some(0), true));
+    assert!(g.headers.contains(&("x-jwt-sub".into(), "alice".into())));
+    assert!(g
+        .headers
+        .contains(&("x-jwt-roles".into(), "user,admin".into())));
+    assert!(g.headers.contains(&("x-jwt-org".into(), "42".into())));
+    let payload = reader.split('.').nth(1).unwrap();
+    assert!(g
+        .headers
+        .contains(&("x-jwt-payload".into(), payload.into())));
+    assert_eq!(
+        g.identity, None,
+        "no identity property before the host is known to be Envoy"
+    );
+
+    let no_scope = token_with(
+        "https://idp",
+        json!({"scope": "profile", "realm_access": {"roles": ["admin"]}}),
+        &k.rsa,
+        "rsa",
+    );
+    match w.e.authenticate(&s, &w.m, now, &no_scope, Some(0), true) {
+        Verdict::Deny(Refusal::InsufficientScope(m)) => {
+            assert_eq!(m.scope_attribute().as_deref(), Some("invoice_*"))
+        }
+        other => panic!("{other:?}"),
+    }
+    // No rule matched: the top-level roles apply.
+    assert!(w
+        .e
+        .authenticate(&s, &w.m, now, &no_scope, None, true)
+        .is_allow());
+    let user = token_with(
+        "https://idp",
+        json!({"realm_access": {"roles": ["user"]}}),
+        &k.rsa,
+        "rsa",
+    );
+    assert!(matches!(
+        w.e.authenticate(&s, &w.m, now, &user, None, true),
+        Verdict::Deny(Refusal::InsufficientScope(_))
+    ));
+
+    // On Envoy the identity goes to a property for later filters.
+    w.e.set_host(true);
+    let g = grant(w.e.authenticate(&s, &w.m, now, &reader, Some(0), true));
+    let id: Value = serde_json::from_str(&g.identity.unwrap()).unwrap();
+    assert_eq!(
+        id,
+        json!({"provider": "default", "iss": "https://idp", "sub": "alice", "aud": null})
+    );
+}
