@@ -16,7 +16,11 @@ ENVOY := $(VENV)/bin/envoy
 STAMP := $(VENV)/.installed
 E2E_ARGS ?=
 
-.PHONY: build run test fmt-check clippy unit e2e setup clean
+.PHONY: build run test fmt-check clippy unit e2e setup clean fuzz fuzz-smoke fuzz-setup soak soak-short
+FUZZ_TARGETS := token jwks config request
+FUZZ_SECONDS ?= 120
+SMOKE_SECONDS ?= 10
+SOAK_SECONDS ?= 600
 
 build: $(WASM)
 
@@ -53,7 +57,39 @@ unit:
 e2e: setup build
 	JWT_JWKS_WASM=$(abspath $(WASM)) ENVOY_BIN=$(abspath $(ENVOY)) $(PY) -m pytest tests/e2e -q $(E2E_ARGS)
 
-test: fmt-check clippy unit e2e
+# cargo-fuzz on the nightly toolchain (libFuzzer needs nightly's sanitizer flags).
+fuzz-setup: setup
+	@rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
+	@cargo fuzz --version >/dev/null 2>&1 || cargo install cargo-fuzz --locked
+	$(PY) fuzz/seed_corpus.py
+
+# Every target for FUZZ_SECONDS each; prints executions and findings.
+fuzz: fuzz-setup
+	@cd fuzz && for t in $(FUZZ_TARGETS); do \
+	  echo "== fuzz $$t ($(FUZZ_SECONDS) s)"; \
+	  cargo +nightly fuzz run $$t corpus/$$t -- -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 2>&1 \
+	    | grep -E '^(Done|stat::number_of_executed_units)|panicked|SUMMARY|Test unit written' ; \
+	  n=$$(ls artifacts/$$t 2>/dev/null | wc -l); echo "   findings in fuzz/artifacts/$$t: $$n"; \
+	done; ! ls fuzz/artifacts/*/* >/dev/null 2>&1
+
+# In make test: replay every saved crash input, then a short run of each target.
+fuzz-smoke: fuzz-setup
+	@cd fuzz && for t in $(FUZZ_TARGETS); do \
+	  if ls regressions/$$t/* >/dev/null 2>&1; then \
+	    cargo +nightly fuzz run $$t regressions/$$t/* -- -runs=1 >/dev/null 2>&1 || { echo "regression input of $$t crashes"; exit 1; }; \
+	    echo "replayed $$(ls regressions/$$t | wc -l) regression input(s) of $$t"; \
+	  fi; \
+	  out=$$(cargo +nightly fuzz run $$t corpus/$$t -- -max_total_time=$(SMOKE_SECONDS) 2>&1) || { echo "$$out" | tail -30; exit 1; }; \
+	  echo "fuzz $$t: $$(echo "$$out" | grep -E '^Done')"; \
+	done
+
+soak: setup build
+	JWT_JWKS_WASM=$(abspath $(WASM)) ENVOY_BIN=$(abspath $(ENVOY)) $(PY) tools/soak.py --duration $(SOAK_SECONDS)
+
+soak-short: setup build
+	JWT_JWKS_WASM=$(abspath $(WASM)) ENVOY_BIN=$(abspath $(ENVOY)) $(PY) tools/soak.py --duration 60
+
+test: fmt-check clippy unit e2e fuzz-smoke
 
 clean:
 	cargo clean

@@ -26,7 +26,12 @@ pub struct ConfigError {
 impl ConfigError {
     fn new(field: &str, message: impl Into<String>) -> Self {
         ConfigError {
-            field: field.to_string(),
+            // An empty JSON key must still be named (found by fuzzing).
+            field: if field.is_empty() {
+                "\"\"".to_string()
+            } else {
+                field.to_string()
+            },
             message: message.into(),
         }
     }
@@ -1031,6 +1036,16 @@ mod tests {
         );
         assert_eq!(field_of(r#"[1]"#), "(configuration)");
         assert_eq!(field_of(r#"{"#), "(configuration)");
+    }
+
+    #[test]
+    fn fuzz_regression_an_empty_field_name_is_named() {
+        // fuzz/regressions/config/empty-field-name
+        let e = parse(r#"{"": 3600, "timeout": 5000}"#).unwrap_err();
+        assert_eq!(e.field, "\"\"");
+        assert!(e.to_string().contains("field `\"\"`: unknown field"), "{e}");
+        let e = parse(r#"{"providers":[{"name":"a","jwks_uri":"http://a/j","":1}]}"#).unwrap_err();
+        assert_eq!(e.field, "providers[0].");
     }
 
     #[test]

@@ -5,6 +5,18 @@
 //! The logic modules are host-neutral and `#![forbid(unsafe_code)]`; only
 //! `filter` (compiled for wasm32) talks to the proxy-wasm host.
 
+// No panic reachable from input: the logic may not unwrap, expect, panic or
+// index out of bounds (tests may).
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )
+)]
+
 pub mod admin;
 pub mod alg;
 pub mod cache;

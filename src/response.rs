@@ -81,10 +81,12 @@ pub fn refusal(r: &Refusal, realm: &str, grpc: bool) -> LocalReply {
             )
         }
     };
-    let mut body = json!({ "error": error, "message": desc });
-    if let Refusal::InsufficientScope(m) = r {
-        body["missing"] = m.to_json();
-    }
+    let body = match r {
+        Refusal::InsufficientScope(m) => {
+            json!({ "error": error, "message": desc, "missing": m.to_json() })
+        }
+        _ => json!({ "error": error, "message": desc }),
+    };
     let mut reply = json_reply(status, body);
     if let Some(c) = challenge {
         reply.headers.push(("www-authenticate".into(), c));

@@ -798,3 +798,65 @@ fn rules_require_scopes_and_allowed_requests_carry_claims_upstream() {
         json!({"provider": "default", "iss": "https://idp", "sub": "alice", "aud": null})
     );
 }
+
+/// A store whose host calls start failing on demand (a host error).
+struct FlakyStore {
+    inner: MemoryStore,
+    failing: std::cell::Cell<bool>,
+}
+
+impl jwt_jwks::cache::SharedStore for FlakyStore {
+    fn get(&self, key: &str) -> Result<(Option<Vec<u8>>, u32), jwt_jwks::cache::StoreError> {
+        if self.failing.get() {
+            return Err(jwt_jwks::cache::StoreError::Host("InternalFailure".into()));
+        }
+        self.inner.get(key)
+    }
+
+    fn set(&self, key: &str, value: &[u8], cas: u32) -> Result<(), jwt_jwks::cache::StoreError> {
+        if self.failing.get() {
+            return Err(jwt_jwks::cache::StoreError::Host("InternalFailure".into()));
+        }
+        self.inner.set(key, value, cas)
+    }
+}
+
+#[test]
+fn a_failing_host_store_never_panics_and_loses_no_loaded_key() {
+    let s = FlakyStore {
+        inner: MemoryStore::default(),
+        failing: std::cell::Cell::new(false),
+    };
+    let mut e = Engine::new(config(""), "w1".into());
+    let m = MemoryMetrics::default();
+    let now = now_ms();
+    assert_eq!(e.tick(&s, now), vec![0]);
+    let body = all_jwks().to_string();
+    e.fetch_done(&s, &m, now, 0, &ok(&body)).unwrap();
+    let t = token("ES256", Some("p256"));
+    s.failing.set(true);
+    // Keys already parsed in this worker keep serving.
+    assert!(e.authenticate(&s, &m, now, &t, None, true).is_allow());
+    // What needs the store degrades to a refusal, not a crash.
+    let random = keys()
+        .rsa
+        .clone()
+        .with_key_id("nope")
+        .sign(claims())
+        .unwrap();
+    assert_eq!(
+        e.authenticate(&s, &m, now, &random, None, true),
+        Verdict::Deny(Refusal::UnknownKid)
+    );
+    assert_eq!(e.tick(&s, now + 10_000_000), Vec::<usize>::new());
+    assert!(e.fetch_done(&s, &m, now, 0, &ok(&body)).is_none());
+    assert!(e.clear_all(&s).is_err());
+    let info = e.info(&s, now);
+    assert_eq!(info["keys_count"], json!(0), "info reads nothing, says so");
+    // A cold worker with a failing store answers 503, never hangs.
+    let mut cold = Engine::new(config(""), "w2".into());
+    assert_eq!(
+        cold.authenticate(&s, &m, now, &t, None, true),
+        Verdict::Deny(Refusal::KeysUnavailable)
+    );
+}

@@ -1,0 +1,78 @@
+#!/usr/bin/env python3
+"""Writes the seed corpora for the fuzz targets into fuzz/corpus/<target>/.
+
+Seeds come from the Wycheproof JWS vectors (../shared/testvectors), tokens
+minted here with throwaway keys (never the keys in fuzz/keys.json, so no
+seed can verify there), JWKS documents, the configurations in the README and
+envoy/ examples, and admin/request lines. Run by `make fuzz` and the smoke
+run in `make test`; the corpora are not committed.
+"""
+
+import hashlib
+import json
+import os
+import re
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "tests", "e2e"))
+
+from e2e import jose  # noqa: E402
+
+VECTORS = os.path.join(ROOT, "..", "shared", "testvectors", "wycheproof")
+
+
+def put(target, data):
+    if isinstance(data, str):
+        data = data.encode()
+    d = os.path.join(ROOT, "fuzz", "corpus", target)
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, hashlib.sha1(data).hexdigest()), "wb") as f:
+        f.write(data)
+
+
+def main():
+    sigs = json.load(open(os.path.join(VECTORS, "json_web_signature_test.json")))
+    for group in sigs["testGroups"]:
+        for key in (group.get("public"), group.get("private")):
+            if key:
+                put("jwks", json.dumps({"keys": [key]}))
+        for t in group["tests"]:
+            if isinstance(t["jws"], str):
+                put("token", t["jws"])
+    jwk_tests = os.path.join(VECTORS, "json_web_key_test.json")
+    if os.path.exists(jwk_tests):
+        text = open(jwk_tests).read()
+        for m in re.finditer(r'\{[^{}]*"kty"[^{}]*\}', text):
+            put("jwks", '{"keys":[%s]}' % m.group(0))
+
+    keys = [jose.rsa_key(2048, kid="seed-rsa"), jose.ec_key("P-256", kid="seed-p256"),
+            jose.ec_key("P-384", kid="seed-p384"), jose.ec_key("P-521", kid="seed-p521"),
+            jose.ed25519_key(kid="seed-ed")]
+    put("jwks", json.dumps(jose.jwks(*keys)))
+    claims = jose.claims(iss="https://idp", aud="api")
+    for k in keys:
+        for alg in {"RSA": ["RS256", "PS384", "RS512"], "EC": [None], "OKP": ["EdDSA"]}[k.jwk()["kty"]]:
+            put("token", jose.sign(k, alg, claims))
+    put("token", jose.compact({"alg": "RS256", "crit": ["b64"], "b64": False}, claims))
+    put("token", jose.compact({"alg": "RS256", "alg2": "none", "jku": "http://evil/"}, {"exp": "x"}))
+
+    for path in (os.path.join(ROOT, "README.md"), os.path.join(ROOT, "envoy", "envoy.yaml")):
+        text = open(path).read()
+        for block in re.findall(r"```json\n(.*?)```", text, re.S):
+            put("config", block)
+    put("config", '{"jwks_uri":"http://idp/jwks","providers":[],"rules":[{"path":"/x"}]}')
+    put("config", json.dumps({"jwks_uri": "https://a/b", "cache_ttl": 3600, "timeout": 5000,
+                              "ssl_verify": False, "key_claim_name": "iss",
+                              "claims_to_verify": ["exp", "iss", "aud", "nbf"]}))
+
+    for line in ["GET\n/jwt-jwks/cache/info\nauthorization: Bearer 0123456789abcdef-admin",
+                 "POST\n/jwt-jwks/cache/clear/k%201\nauthorization: Bearer x",
+                 "OPTIONS\n/a\norigin: x\naccess-control-request-method: GET",
+                 "GET\n/a?jwt=a.b.c&access_token=d\ncookie: jwt=e; session=f\nx-token: Bearer g"]:
+        put("request", line)
+    print("seed corpora written under fuzz/corpus/")
+
+
+if __name__ == "__main__":
+    main()
