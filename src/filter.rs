@@ -107,6 +107,7 @@ fn send(reply: &LocalReply) {
         Some(code) => {
             let status = match code {
                 3 => GrpcStatusCode::InvalidArgument,
+                7 => GrpcStatusCode::PermissionDenied,
                 14 => GrpcStatusCode::Unavailable,
                 _ => GrpcStatusCode::Unauthenticated,
             };

@@ -182,6 +182,17 @@ def test_envoy_without_the_filter_proxies_to_the_echo_upstream(lab):
         os.killpg(pid, 0)
 
 
+def test_listener_access_log_is_written_per_listener(lab):
+    env = lab.envoy({"logged": None, "quiet": None},
+                    access_logs={"logged": "probe=%REQ(x-probe)% %RESPONSE_CODE%\n"})
+    assert env.request("logged", "GET", "/", [("X-Probe", "p-123")]).status == 200
+    assert env.request("quiet", "GET", "/", [("X-Probe", "p-456")]).status == 200
+    line = env.wait_for_access_log("logged", "p-123", timeout=5)
+    assert line == "probe=p-123 200", env.access_log_lines("logged")
+    assert "quiet" not in env.access_logs
+    assert not any("p-456" in l for l in env.access_log_lines("logged"))
+
+
 def test_envoy_config_has_wasm_filter_and_named_jwks_clusters(lab, tmp_path):
     jwks = lab.jwks({"keys": []})
     env = Envoy("/bin/false", str(tmp_path), upstream_port=1,

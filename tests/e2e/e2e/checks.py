@@ -95,3 +95,45 @@ def assert_invalid_request(resp, token=None):
     assert body.get("error") == "invalid_request", body
     _no_token_leak(resp, token)
     return body
+
+
+def assert_insufficient_scope(resp, token=None, missing=None, scope=None, realm="jwt-jwks"):
+    """Authorization refused (valid token, requirements not met): 403,
+    error="insufficient_scope", a JSON body naming what is missing.
+
+    missing: the expected body["missing"] (None: only checked to be a
+    non-empty object). scope: the expected scope="..." attribute of
+    WWW-Authenticate (None: not checked, False: must be absent)."""
+    assert resp.status == 403, "expected 403 insufficient_scope, got %r" % resp
+    value, params = _www_auth(resp)
+    assert params.get("realm") == realm, value
+    assert params.get("error") == "insufficient_scope", value
+    assert params.get("error_description"), "missing error_description: %s" % value
+    if scope is False:
+        assert "scope" not in params, "unexpected scope= attribute: %s" % value
+    elif scope is not None:
+        assert params.get("scope") == scope, "scope=%r, expected %r (%s)" % (
+            params.get("scope"), scope, value)
+    body = _json_body(resp)
+    assert body.get("error") == "insufficient_scope", body
+    assert isinstance(body.get("message"), str) and body["message"], body
+    assert isinstance(body.get("missing"), dict) and body["missing"], body
+    if missing is not None:
+        assert body["missing"] == missing, "missing=%r, expected %r" % (body["missing"], missing)
+    _no_token_leak(resp, token)
+    if token:
+        assert token.split(".")[1] not in resp.text, "the answer echoes the token's payload"
+    return body, params
+
+
+_CONFIG_ERROR = re.compile(r"invalid configuration: field `([^`]*)`: ?(.*)$")
+
+
+def config_error(log):
+    """(field, message) of the filter's first `invalid configuration` log
+    line, or None when there is none."""
+    for line in log.splitlines():
+        m = _CONFIG_ERROR.search(line)
+        if m:
+            return m.group(1), m.group(2).strip()
+    return None

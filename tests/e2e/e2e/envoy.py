@@ -12,6 +12,10 @@ Listener values are the filter's JSON configuration (a dict, or a str sent as
 is), or None for a listener without the wasm filter. Every JWKS server given in
 jwks_servers gets a STATIC cluster named after its authority ("127.0.0.1:PORT"),
 the filter's default jwks_upstream. Extra clusters: Cluster(...).
+
+access_logs={"main": IDENTITY_LOG_FORMAT} gives listener "main" a file access
+log with that format (env.access_log_lines("main"), env.wait_for_access_log());
+Envoy then flushes its log files every 50 ms.
 """
 
 import json
@@ -27,6 +31,9 @@ from .ports import HOST, accepts_connections, free_port
 
 WASM_FILTER_NAME = "jwt_jwks"
 UPSTREAM_CLUSTER = "upstream"
+# The filter's identity (set_property "jwt_jwks_identity"), which Envoy keeps
+# in filter state as "wasm.jwt_jwks_identity"; one line per request.
+IDENTITY_LOG_FORMAT = "%FILTER_STATE(wasm.jwt_jwks_identity:PLAIN)%\n"
 
 
 # ---------------------------------------------------------------- YAML
@@ -149,7 +156,22 @@ def wasm_filter(wasm_path, filter_config, vm_id=WASM_FILTER_NAME):
     }
 
 
-def listener(name, port, wasm_path=None, filter_config=None, route_timeout="30s"):
+def file_access_log(path, log_format):
+    """An HttpConnectionManager access_log entry writing `log_format` lines
+    (Envoy's command operators, e.g. %FILTER_STATE(key:PLAIN)%) to `path`."""
+    return {
+        "name": "envoy.access_loggers.file",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog",
+            "path": path,
+            "log_format": {"text_format_source": {"inline_string": log_format}},
+        },
+    }
+
+
+def listener(name, port, wasm_path=None, filter_config=None, route_timeout="30s",
+             access_log=None):
+    """access_log: None, or (path, format) for a file access log."""
     filters = []
     if filter_config is not None:
         if not wasm_path:
@@ -161,42 +183,49 @@ def listener(name, port, wasm_path=None, filter_config=None, route_timeout="30s"
             "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
         },
     })
+    hcm = {
+        "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+        "stat_prefix": "ingress_" + name,
+        "codec_type": "AUTO",
+        "route_config": {
+            "name": "route_" + name,
+            "virtual_hosts": [{
+                "name": "all",
+                "domains": ["*"],
+                "routes": [{
+                    "match": {"prefix": "/"},
+                    "route": {"cluster": UPSTREAM_CLUSTER, "timeout": route_timeout},
+                }],
+            }],
+        },
+        "http_filters": filters,
+    }
+    if access_log is not None:
+        hcm["access_log"] = [file_access_log(*access_log)]
     return {
         "name": "listener_" + name,
         "address": {"socket_address": {"address": HOST, "port_value": port}},
         "filter_chains": [{
             "filters": [{
                 "name": "envoy.filters.network.http_connection_manager",
-                "typed_config": {
-                    "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
-                    "stat_prefix": "ingress_" + name,
-                    "codec_type": "AUTO",
-                    "route_config": {
-                        "name": "route_" + name,
-                        "virtual_hosts": [{
-                            "name": "all",
-                            "domains": ["*"],
-                            "routes": [{
-                                "match": {"prefix": "/"},
-                                "route": {"cluster": UPSTREAM_CLUSTER, "timeout": route_timeout},
-                            }],
-                        }],
-                    },
-                    "http_filters": filters,
-                },
+                "typed_config": hcm,
             }],
         }],
     }
 
 
-def bootstrap(admin_port, listeners, upstream_port, clusters=(), wasm_path=None):
-    """listeners: list of (name, port, filter_config or None)."""
+def bootstrap(admin_port, listeners, upstream_port, clusters=(), wasm_path=None,
+              access_logs=None):
+    """listeners: list of (name, port, filter_config or None);
+    access_logs: {listener name: (path, format)}."""
+    access_logs = access_logs or {}
     all_clusters = [Cluster(UPSTREAM_CLUSTER, upstream_port).to_dict()]
     all_clusters += [c.to_dict() for c in clusters]
     return {
         "admin": {"address": {"socket_address": {"address": HOST, "port_value": admin_port}}},
         "static_resources": {
-            "listeners": [listener(n, p, wasm_path, cfg) for n, p, cfg in listeners],
+            "listeners": [listener(n, p, wasm_path, cfg, access_log=access_logs.get(n))
+                          for n, p, cfg in listeners],
             "clusters": all_clusters,
         },
     }
@@ -225,9 +254,11 @@ class Envoy:
     def __init__(self, binary, workdir, upstream_port, listeners, wasm=None,
                  jwks_servers=(), clusters=(), concurrency=1, log_level="info",
                  component_log_level="wasm:debug", extra_args=(), name="envoy",
-                 static_config=None, admin_port=None):
+                 static_config=None, admin_port=None, access_logs=None):
         """static_config: a ready-made config text to run instead of a generated
-        one; then admin_port and listeners ({name: port}) must be given."""
+        one; then admin_port and listeners ({name: port}) must be given.
+        access_logs: {listener name: format} for file access logs (written to
+        <workdir>/<name>-<listener>.access.log)."""
         self.binary = os.path.abspath(binary) if os.sep in binary else binary
         self.workdir = os.path.abspath(workdir)
         self.wasm = os.path.abspath(wasm) if wasm else None
@@ -249,6 +280,12 @@ class Envoy:
         os.makedirs(workdir, exist_ok=True)
         self.config_path = os.path.join(workdir, name + ".yaml")
         self.log_path = os.path.join(workdir, name + ".log")
+        self.access_logs = {
+            lname: (os.path.join(self.workdir, "%s-%s.access.log" % (name, lname)), fmt)
+            for lname, fmt in (access_logs or {}).items()
+        }
+        if self.access_logs and "--file-flush-interval-msec" not in self.extra_args:
+            self.extra_args += ["--file-flush-interval-msec", "50"]
 
     # --- config
     def write_config(self):
@@ -271,6 +308,7 @@ class Envoy:
             self.upstream_port,
             self.clusters,
             self.wasm,
+            self.access_logs,
         )
         with open(self.config_path, "w") as f:
             f.write(to_yaml(cfg))
@@ -463,6 +501,30 @@ class Envoy:
         (Envoy may prefix custom metric names, e.g. wasmcustom.)."""
         return sum(v for v in self.stats_matching(substring).values()
                    if isinstance(v, (int, float)))
+
+    def access_log_lines(self, listener_name):
+        """The lines written so far to a listener's access log."""
+        path = self.access_logs[listener_name][0]
+        try:
+            with open(path, "rb") as f:
+                return f.read().decode("utf-8", "replace").splitlines()
+        except FileNotFoundError:
+            return []
+
+    def wait_for_access_log(self, listener_name, predicate, timeout=10.0):
+        """Poll a listener's access log until a line satisfies predicate (a
+        callable, or a substring); returns that line, or None."""
+        if isinstance(predicate, str):
+            text = predicate
+            predicate = lambda line: text in line  # noqa: E731
+        deadline = time.monotonic() + timeout
+        while True:
+            for line in self.access_log_lines(listener_name):
+                if predicate(line):
+                    return line
+            if time.monotonic() >= deadline:
+                return None
+            time.sleep(0.05)
 
     def wait_for_log(self, text, timeout=10.0):
         deadline = time.monotonic() + timeout
