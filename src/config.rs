@@ -142,6 +142,9 @@ pub struct Config {
     pub admin: Option<AdminConfig>,
     pub max_pending_requests: usize,
     pub wait_mode: WaitMode,
+    /// Verified-token cache per worker: entries (0 disables) and bytes.
+    pub token_cache_size: usize,
+    pub token_cache_max_bytes: usize,
     /// Per-route policy, first match wins.
     pub rules: Vec<Rule>,
     /// Requirements when no rule matches.
@@ -201,6 +204,8 @@ pub const FIELDS: &[&str] = &[
     "claims_to_headers",
     "payload_header",
     "identity_property",
+    "token_cache_size",
+    "token_cache_max_bytes",
 ];
 
 /// Fields that belong to a provider: at top level in the flat form, inside
@@ -500,7 +505,12 @@ impl Config {
             }
         };
 
+        let token_cache_size = f.count_in("token_cache_size", 4096, 0, 1_000_000)? as usize;
+        let token_cache_max_bytes =
+            f.count_in("token_cache_max_bytes", 2 << 20, 4096, 1 << 30)? as usize;
         Ok(Config {
+            token_cache_size,
+            token_cache_max_bytes,
             providers,
             rules,
             default_require,

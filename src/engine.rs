@@ -17,6 +17,7 @@ use crate::metrics::{Metric, Metrics};
 use crate::policy::{self, Refusal};
 use crate::rules;
 use crate::token::Source;
+use crate::token_cache::{self, TokenCache};
 
 /// What to do with a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,6 +90,14 @@ pub struct Engine {
     identity_property: bool,
     providers: Vec<Runtime>,
     waiters: Vec<Pending>,
+    tokens: TokenCache,
+}
+
+/// What a fresh verification tells the token cache.
+struct Fresh {
+    provider: usize,
+    gen: u64,
+    valid_until_ms: Option<u64>,
 }
 
 impl Engine {
@@ -106,6 +115,7 @@ impl Engine {
             })
             .collect();
         Engine {
+            tokens: TokenCache::new(cfg.token_cache_size, cfg.token_cache_max_bytes),
             shared_wake: cfg.wait_mode != WaitMode::PerRequest,
             host_known: false,
             identity_property: false,
@@ -137,6 +147,8 @@ impl Engine {
     /// explicit `wait_mode` wins) and properties reach later filters.
     pub fn set_host(&mut self, envoy: bool) {
         self.host_known = true;
+        // Cached grants were computed for the previous host setting.
+        self.tokens.clear();
         self.identity_property = envoy && self.cfg.identity_property.is_some();
         self.shared_wake = match self.cfg.wait_mode {
             WaitMode::Auto => envoy,
@@ -184,10 +196,49 @@ impl Engine {
         rule: Option<usize>,
         may_wait: bool,
     ) -> Verdict {
+        let key = self.tokens.enabled().then(|| token_cache::digest(token));
+        if let Some(k) = &key {
+            if let Some(grant) = self.cached(store, k, rule, now_ms) {
+                metrics.incr(Metric::TokenCacheHit);
+                return Verdict::Allow(grant);
+            }
+        }
         match self.decide(store, metrics, now_ms, token, rule, may_wait) {
-            Ok(v) => v,
+            Ok((v, fresh)) => {
+                if let (Some(k), Verdict::Allow(grant), Some(f)) = (key, &v, fresh) {
+                    if let Some(valid_until_ms) = f.valid_until_ms {
+                        let entry = token_cache::Entry {
+                            provider: f.provider,
+                            gen: f.gen,
+                            rule,
+                            valid_until_ms,
+                            grant: grant.clone(),
+                        };
+                        self.tokens.insert(k, entry);
+                    }
+                }
+                v
+            }
             Err(r) => Verdict::Deny(r),
         }
+    }
+
+    fn cached(
+        &mut self,
+        store: &dyn SharedStore,
+        key: &token_cache::Digest,
+        rule: Option<usize>,
+        now_ms: u64,
+    ) -> Option<Grant> {
+        let provider = self.tokens.provider_of(key)?;
+        // The key set may have changed in another worker: read its generation.
+        let gen = self.sync(store, provider).ok()?;
+        self.tokens.get(key, rule, now_ms, |_| gen)
+    }
+
+    /// Verified tokens this worker holds (for tests and `cache/info`).
+    pub fn token_cache_len(&self) -> usize {
+        self.tokens.len()
     }
 
     fn decide(
@@ -198,7 +249,7 @@ impl Engine {
         token: &str,
         rule: Option<usize>,
         may_wait: bool,
-    ) -> Result<Verdict, Refusal> {
+    ) -> Result<(Verdict, Option<Fresh>), Refusal> {
         let now_s = now_ms / 1000;
         let d = jose::decode(token).map_err(Refusal::Decode)?;
         let alg = policy::check_header(&d.header, self.cfg.allowed_algorithms)?;
@@ -212,12 +263,26 @@ impl Engine {
         }
         let provider = self.cfg.providers.get(idx).ok_or(Refusal::Issuer)?;
         policy::check_claims(&d.claims, &provider.claims, now_s)?;
+        let max_age = provider.claims.max_token_age_s;
         if let Some(wait) =
             self.verify_signature(store, metrics, now_ms, token, &d, alg, idx, may_wait)?
         {
-            return Ok(wait);
+            return Ok((wait, None));
         }
-        self.grant(&d, idx, rule).map(Verdict::Allow)
+        // Served from the cache until exp, and never past iat + max_token_age.
+        let exp_ms = d.claims.exp.map(|e| (e.0 * 1000.0) as u64);
+        let age_ms = max_age.and_then(|a| d.claims.iat.map(|i| (i.0 as u64 + a) * 1000));
+        let valid_until_ms = match (exp_ms, age_ms) {
+            (Some(e), Some(a)) => Some(e.min(a)),
+            (e, None) => e,
+            (None, a) => a,
+        };
+        let fresh = Fresh {
+            provider: idx,
+            gen: self.providers.get(idx).map_or(0, |r| r.gen),
+            valid_until_ms,
+        };
+        Ok((Verdict::Allow(self.grant(&d, idx, rule)?), Some(fresh)))
     }
 
     /// The provider a token belongs to: the only one, or the one listing

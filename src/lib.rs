@@ -31,6 +31,7 @@ pub mod policy;
 pub mod response;
 pub mod rules;
 pub mod token;
+pub mod token_cache;
 
 #[cfg(target_arch = "wasm32")]
 mod filter;

@@ -18,6 +18,8 @@ pub enum Metric {
     /// A request paused to wait for keys.
     Paused,
     AdminRequests,
+    /// A token answered from the verified-token cache.
+    TokenCacheHit,
 }
 
 const FIXED: &[&str] = &[
@@ -28,6 +30,7 @@ const FIXED: &[&str] = &[
     "jwt_jwks.cache_miss",
     "jwt_jwks.paused",
     "jwt_jwks.admin_requests",
+    "jwt_jwks.token_cache_hit",
 ];
 
 impl Metric {
@@ -41,6 +44,7 @@ impl Metric {
             Metric::CacheMiss => 4,
             Metric::Paused => 5,
             Metric::AdminRequests => 6,
+            Metric::TokenCacheHit => 7,
             Metric::Denied(reason) => {
                 FIXED.len()
                     + Refusal::METRICS

@@ -860,3 +860,67 @@ fn a_failing_host_store_never_panics_and_loses_no_loaded_key() {
         Verdict::Deny(Refusal::KeysUnavailable)
     );
 }
+
+#[test]
+fn the_token_cache_answers_repeats_and_never_outlives_exp_or_the_key_set() {
+    let k = keys();
+    let s = MemoryStore::default();
+    let mut w = Worker::new(config(r#","token_cache_size":2"#), "w1");
+    let mut other = Worker::new(config(""), "w2");
+    let now = now_ms();
+    w.load(&s, now, &all_jwks());
+    let t = token("RS256", Some("rsa"));
+    assert!(w.auth(&s, now, &t).is_allow());
+    assert!(w.auth(&s, now, &t).is_allow());
+    assert_eq!(w.m.get(Metric::TokenCacheHit), 1);
+    assert_eq!(w.e.token_cache_len(), 1);
+
+    // Past exp (five minutes), the cache does not answer: the token is
+    // checked again (still inside the 60 s clock skew), then refused.
+    assert!(w.auth(&s, now + 301_000, &t).is_allow());
+    assert_eq!(
+        w.m.get(Metric::TokenCacheHit),
+        1,
+        "verified again, not served from the cache"
+    );
+    assert_eq!(
+        w.auth(&s, now + 361_000, &t),
+        Verdict::Deny(Refusal::Expired)
+    );
+
+    // A clear in another worker voids the entry: the next request waits
+    // for keys, as on a cold start.
+    assert!(w.auth(&s, now, &t).is_allow());
+    other.e.clear_kid(&s, "rsa").unwrap();
+    assert_eq!(
+        w.auth(&s, now, &t),
+        Verdict::Wait {
+            provider: 0,
+            dispatch: true
+        }
+    );
+    let hits = w.m.get(Metric::TokenCacheHit);
+
+    // Bounded: two entries at most.
+    let body = all_jwks().to_string();
+    w.e.fetch_done(&s, &w.m, now, 0, &ok(&body)).unwrap();
+    for alg in ["ES256", "ES384", "EdDSA"] {
+        let kid = match alg {
+            "ES256" => "p256",
+            "ES384" => "p384",
+            _ => "ed",
+        };
+        assert!(w.auth(&s, now, &token(alg, Some(kid))).is_allow());
+    }
+    assert_eq!(w.e.token_cache_len(), 2);
+    assert_eq!(w.m.get(Metric::TokenCacheHit), hits);
+
+    // A forged signature is never cached as valid, whatever came before.
+    let (input, _) = t.rsplit_once('.').unwrap();
+    let forged = format!("{input}.{}", b64(&[0u8; 256]));
+    assert_eq!(
+        w.auth(&s, now, &forged),
+        Verdict::Deny(Refusal::BadSignature)
+    );
+    let _ = k;
+}
