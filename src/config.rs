@@ -125,6 +125,17 @@ pub enum WaitMode {
     PerRequest,
 }
 
+/// Whether signatures are checked by the host's crypto.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HostCryptoMode {
+    /// When the host is Envoy (it answers `plugin_vm_id`).
+    Auto,
+    /// Always (only on a host with `verify_signature`: elsewhere the call
+    /// is a host trap).
+    On,
+    Off,
+}
+
 /// A validated configuration.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -145,6 +156,7 @@ pub struct Config {
     /// Verified-token cache per worker: entries (0 disables) and bytes.
     pub token_cache_size: usize,
     pub token_cache_max_bytes: usize,
+    pub host_crypto: HostCryptoMode,
     /// Per-route policy, first match wins.
     pub rules: Vec<Rule>,
     /// Requirements when no rule matches.
@@ -206,6 +218,7 @@ pub const FIELDS: &[&str] = &[
     "identity_property",
     "token_cache_size",
     "token_cache_max_bytes",
+    "host_crypto",
 ];
 
 /// Fields that belong to a provider: at top level in the flat form, inside
@@ -508,7 +521,19 @@ impl Config {
         let token_cache_size = f.count_in("token_cache_size", 4096, 0, 1_000_000)? as usize;
         let token_cache_max_bytes =
             f.count_in("token_cache_max_bytes", 2 << 20, 4096, 1 << 30)? as usize;
+        let host_crypto = match f.string("host_crypto")?.as_deref() {
+            None | Some("auto") => HostCryptoMode::Auto,
+            Some("on") => HostCryptoMode::On,
+            Some("off") => HostCryptoMode::Off,
+            Some(other) => {
+                return Err(f.err(
+                    "host_crypto",
+                    format!("must be \"auto\", \"on\" or \"off\", got {other:?}"),
+                ))
+            }
+        };
         Ok(Config {
+            host_crypto,
             token_cache_size,
             token_cache_max_bytes,
             providers,

@@ -4,12 +4,15 @@
 //! Everything here is host-neutral and runs under `cargo test`.
 #![forbid(unsafe_code)]
 
+use std::rc::Rc;
+
 use serde_json::{json, Value};
 
 use crate::alg::Alg;
 use crate::cache::{self, Names, SharedStore, StoreError};
 use crate::config::{Config, KeyClaim, WaitMode};
 use crate::fetch::{self, Acquire, Answer, Trigger};
+use crate::hostcrypto::HostCrypto;
 use crate::jose;
 use crate::jwks::{self, KeySet};
 use crate::keys::{PublicKey, SigError};
@@ -91,6 +94,8 @@ pub struct Engine {
     providers: Vec<Runtime>,
     waiters: Vec<Pending>,
     tokens: TokenCache,
+    /// The host's signature checker, when it offers one (Envoy).
+    host_crypto: Option<Rc<dyn HostCrypto>>,
 }
 
 /// What a fresh verification tells the token cache.
@@ -116,6 +121,7 @@ impl Engine {
             .collect();
         Engine {
             tokens: TokenCache::new(cfg.token_cache_size, cfg.token_cache_max_bytes),
+            host_crypto: None,
             shared_wake: cfg.wait_mode != WaitMode::PerRequest,
             host_known: false,
             identity_property: false,
@@ -134,6 +140,11 @@ impl Engine {
     /// (`true`), or each by its own callout (`false`).
     pub fn shared_wake(&self) -> bool {
         self.shared_wake
+    }
+
+    /// Uses the host's signature checks (RSA PKCS#1 v1.5, ECDSA) from now on.
+    pub fn set_host_crypto(&mut self, crypto: Option<Rc<dyn HostCrypto>>) {
+        self.host_crypto = crypto;
     }
 
     /// Whether the host was probed.
@@ -349,7 +360,20 @@ impl Engine {
         if let Err(e) = self.sync(store, idx) {
             log::warn!("jwt_jwks: reading shared keys failed: {e}; using this worker's copy");
         }
-        let check = |key: &PublicKey| verify(key, alg, token, d, now_s);
+        let host = self.host_crypto.clone();
+        let check = |key: &PublicKey| {
+            let on_host = host
+                .as_deref()
+                .and_then(|h| key.verify_on_host(h, alg, d.signing_input, &d.signature));
+            if on_host.is_some() {
+                metrics.incr(Metric::HostVerification);
+            }
+            let result = match on_host {
+                Some(r) => r,
+                None => key.verify(alg, token, d.signing_input, &d.signature, now_s),
+            };
+            verdict_of(result)
+        };
 
         let provider = self
             .cfg
@@ -757,14 +781,8 @@ impl Engine {
     }
 }
 
-fn verify(
-    key: &PublicKey,
-    alg: Alg,
-    token: &str,
-    d: &jose::Decoded,
-    now_s: u64,
-) -> Result<Option<Verdict>, Refusal> {
-    match key.verify(alg, token, d.signing_input, &d.signature, now_s) {
+fn verdict_of(result: Result<(), SigError>) -> Result<Option<Verdict>, Refusal> {
+    match result {
         Ok(()) => Ok(None),
         Err(SigError::BadSignature) => Err(Refusal::BadSignature),
         Err(SigError::WrongAlgorithm) => Err(Refusal::NoKeyForAlgorithm),

@@ -22,8 +22,10 @@ use proxy_wasm::types::{
 use crate::admin::{self, Action as AdminAction, Route};
 use crate::cache::{SharedStore, StoreError};
 use crate::config::Config;
+use crate::config::HostCryptoMode;
 use crate::engine::{Engine, Pending, Verdict};
 use crate::fetch::Answer;
+use crate::hostcrypto::{self, HostCrypto};
 use crate::metrics::{self, Metric, Metrics};
 use crate::policy::Refusal;
 use crate::response::{self, json_reply, LocalReply};
@@ -45,6 +47,24 @@ proxy_wasm::main! {{
         })
     });
 }}
+
+/// Envoy's `verify_signature` foreign function. Only installed when the
+/// host is Envoy (or `host_crypto: on`): on ngx_wasm_module an unknown
+/// foreign function is a trap.
+struct EnvoyCrypto;
+
+impl HostCrypto for EnvoyCrypto {
+    fn verify(&self, args: &[u8]) -> Result<bool, String> {
+        match hostcalls::call_foreign_function("verify_signature", Some(args)) {
+            // An empty answer is a result of `false` with no error text.
+            Ok(None) => Ok(false),
+            Ok(Some(bytes)) => hostcrypto::decode_result(&bytes)
+                .map(|(ok, _)| ok)
+                .ok_or_else(|| "unreadable verify_signature result".to_string()),
+            Err(status) => Err(format!("verify_signature: {status:?}")),
+        }
+    }
+}
 
 struct HostStore;
 
@@ -521,9 +541,22 @@ impl Http {
             // and there one context cannot resume another's request.
             let envoy = matches!(hostcalls::get_property(vec!["plugin_vm_id"]), Ok(Some(_)));
             e.set_host(envoy);
+            let crypto = match e.config().host_crypto {
+                HostCryptoMode::On => true,
+                HostCryptoMode::Auto => envoy,
+                HostCryptoMode::Off => false,
+            };
+            if crypto {
+                e.set_host_crypto(Some(Rc::new(EnvoyCrypto)));
+            }
             log::info!(
-                "jwt_jwks: host {} Envoy; paused requests are woken {}",
+                "jwt_jwks: host {} Envoy; signatures checked by {}; paused requests are woken {}",
                 if envoy { "is" } else { "is not" },
+                if crypto {
+                    "the host (RSA PKCS#1, ECDSA) and wasm (PSS, EdDSA)"
+                } else {
+                    "wasm"
+                },
                 if e.shared_wake() {
                     "by any context (shared)"
                 } else {

@@ -15,6 +15,7 @@ use jwt_simple::JWTError;
 use p521::ecdsa::signature::Verifier as _;
 
 use crate::alg::{Alg, AlgSet, KeyFamily};
+use crate::hostcrypto::{self, HostCrypto};
 
 /// The smallest RSA modulus accepted (RFC 7518 section 3.3 and NIST).
 pub const MIN_RSA_BITS: usize = 2048;
@@ -79,6 +80,10 @@ pub struct PublicKey {
     family: KeyFamily,
     algs: AlgSet,
     verifiers: Vec<(Alg, Verifier)>,
+    /// DER SubjectPublicKeyInfo for host crypto (RSA and EC), built once.
+    spki: Option<Vec<u8>>,
+    /// EC coordinate length (32, 48, 66), for `r || s` to DER.
+    coord_len: usize,
 }
 
 impl fmt::Debug for PublicKey {
@@ -130,6 +135,8 @@ impl PublicKey {
             family: KeyFamily::Rsa,
             algs,
             verifiers,
+            spki: Some(hostcrypto::spki_rsa(n, e)),
+            coord_len: 0,
         })
     }
 
@@ -158,10 +165,13 @@ impl PublicKey {
             ),
             _ => return Err(KeyError::Invalid("not an EC curve")),
         };
+        let coord_len = sec1.len().saturating_sub(1) / 2;
         Ok(PublicKey {
             family,
             algs,
             verifiers: vec![(alg, v)],
+            spki: hostcrypto::spki_ec(coord_len, sec1),
+            coord_len,
         })
     }
 
@@ -180,6 +190,8 @@ impl PublicKey {
             family: KeyFamily::Ed25519,
             algs,
             verifiers: vec![(Alg::EdDSA, Verifier::EdDsa(key))],
+            spki: None,
+            coord_len: 0,
         })
     }
 
@@ -190,6 +202,45 @@ impl PublicKey {
     /// The algorithms this key may verify.
     pub fn algs(&self) -> AlgSet {
         self.algs
+    }
+
+    /// Checks a signature with the host's crypto when it can (RSA PKCS#1
+    /// v1.5 and ECDSA keys, on a host that offers it): `None` when the host
+    /// path does not apply or the host could not run the check, so the
+    /// caller uses the wasm path.
+    pub fn verify_on_host(
+        &self,
+        host: &dyn HostCrypto,
+        alg: Alg,
+        signing_input: &str,
+        signature: &[u8],
+    ) -> Option<Result<(), SigError>> {
+        let hash = hostcrypto::host_hash(alg)?;
+        let spki = self.spki.as_deref()?;
+        if !self.algs.contains(alg) {
+            return Some(Err(SigError::WrongAlgorithm));
+        }
+        let der;
+        let sig = if self.family == KeyFamily::Rsa {
+            signature
+        } else {
+            match hostcrypto::ecdsa_der(signature, self.coord_len) {
+                Some(d) => {
+                    der = d;
+                    &der
+                }
+                None => return Some(Err(SigError::BadSignature)),
+            }
+        };
+        let args = hostcrypto::encode_args(hash, spki, sig, signing_input.as_bytes());
+        match host.verify(&args) {
+            Ok(true) => Some(Ok(())),
+            Ok(false) => Some(Err(SigError::BadSignature)),
+            Err(e) => {
+                log::warn!("jwt_jwks: host signature check unavailable ({e}); using the wasm path");
+                None
+            }
+        }
     }
 
     /// Checks the signature of a compact JWS whose header and claims the

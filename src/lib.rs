@@ -23,6 +23,7 @@ pub mod cache;
 pub mod config;
 pub mod engine;
 pub mod fetch;
+pub mod hostcrypto;
 pub mod jose;
 pub mod jwks;
 pub mod keys;

@@ -20,6 +20,8 @@ pub enum Metric {
     AdminRequests,
     /// A token answered from the verified-token cache.
     TokenCacheHit,
+    /// A signature checked by the host's crypto.
+    HostVerification,
 }
 
 const FIXED: &[&str] = &[
@@ -31,6 +33,7 @@ const FIXED: &[&str] = &[
     "jwt_jwks.paused",
     "jwt_jwks.admin_requests",
     "jwt_jwks.token_cache_hit",
+    "jwt_jwks.host_verifications",
 ];
 
 impl Metric {
@@ -45,6 +48,7 @@ impl Metric {
             Metric::Paused => 5,
             Metric::AdminRequests => 6,
             Metric::TokenCacheHit => 7,
+            Metric::HostVerification => 8,
             Metric::Denied(reason) => {
                 FIXED.len()
                     + Refusal::METRICS

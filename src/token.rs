@@ -162,7 +162,7 @@ pub fn cookie_without(value: &str, name: &str) -> Option<String> {
     let kept: Vec<&str> = value
         .split(';')
         .map(str::trim)
-        .filter(|c| !c.is_empty() && c.split_once('=').map_or(true, |(k, _)| k != name))
+        .filter(|c| !c.is_empty() && c.split_once('=').is_none_or(|(k, _)| k != name))
         .collect();
     if kept.is_empty() {
         None

@@ -924,3 +924,73 @@ fn the_token_cache_answers_repeats_and_never_outlives_exp_or_the_key_set() {
     );
     let _ = k;
 }
+
+/// A host verifier that records its calls and answers as told.
+struct FakeHost {
+    answer: Result<bool, String>,
+    calls: std::cell::RefCell<Vec<Vec<u8>>>,
+}
+
+impl jwt_jwks::hostcrypto::HostCrypto for FakeHost {
+    fn verify(&self, args: &[u8]) -> Result<bool, String> {
+        self.calls.borrow_mut().push(args.to_vec());
+        self.answer.clone()
+    }
+}
+
+#[test]
+fn host_crypto_checks_rsa_and_ecdsa_and_leaves_pss_and_eddsa_to_wasm() {
+    let s = MemoryStore::default();
+    let mut w = Worker::new(config(r#","token_cache_size":0"#), "w1");
+    let now = now_ms();
+    w.load(&s, now, &all_jwks());
+    let host = std::rc::Rc::new(FakeHost {
+        answer: Ok(false),
+        calls: Default::default(),
+    });
+    w.e.set_host_crypto(Some(host.clone()));
+    // The host says no: RS256/ES256/ES512 are refused on its word...
+    for (alg, kid) in [("RS256", "rsa"), ("ES256", "p256"), ("ES512", "p521")] {
+        assert_eq!(
+            w.auth(&s, now, &token(alg, Some(kid))),
+            Verdict::Deny(Refusal::BadSignature),
+            "{alg}"
+        );
+    }
+    assert_eq!(host.calls.borrow().len(), 3);
+    assert_eq!(w.m.get(Metric::HostVerification), 3);
+    // ...while PS256 and EdDSA never reach it.
+    assert!(w.auth(&s, now, &token("PS256", Some("rsa"))).is_allow());
+    assert!(w.auth(&s, now, &token("EdDSA", Some("ed"))).is_allow());
+    assert_eq!(host.calls.borrow().len(), 3);
+
+    // What the host receives: sha256, the key's SPKI, a DER ECDSA signature
+    // and the signing input.
+    let t = token("ES256", Some("p256"));
+    let _ = w.auth(&s, now, &t);
+    let args = host.calls.borrow().last().unwrap().clone();
+    assert_eq!(&args[..8], b"\x0a\x06sha256");
+    let input = &t[..t.rfind('.').unwrap()];
+    assert!(args.ends_with(input.as_bytes()));
+    let raw_sig = URL_SAFE_NO_PAD
+        .decode(t.rsplit('.').next().unwrap())
+        .unwrap();
+    let der = jwt_jwks::hostcrypto::ecdsa_der(&raw_sig, 32).unwrap();
+    assert!(args.windows(der.len()).any(|win| win == der.as_slice()));
+
+    // A host that cannot answer: the wasm path decides (valid passes,
+    // forged fails).
+    let broken = std::rc::Rc::new(FakeHost {
+        answer: Err("BadArgument".into()),
+        calls: Default::default(),
+    });
+    w.e.set_host_crypto(Some(broken.clone()));
+    assert!(w.auth(&s, now, &token("RS256", Some("rsa"))).is_allow());
+    let (input, _) = t.rsplit_once('.').unwrap();
+    let forged = format!("{input}.{}", b64(&[1u8; 64]));
+    assert_eq!(
+        w.auth(&s, now, &forged),
+        Verdict::Deny(Refusal::BadSignature)
+    );
+    assert_eq!(broken.calls.borrow().len(), 2);
+}
