@@ -1,7 +1,10 @@
 # jwt-jwks: build, run and test the proxy-wasm JWT/JWKS filter.
 #
 #   make run    Envoy + the filter + a bundled local issuer and upstream (foreground; Ctrl-C stops all)
-#   make test   everything CI runs: rustfmt, clippy, host unit tests, the Envoy end-to-end suite
+#   make test   everything CI runs: rustfmt, clippy, host tests, the Envoy end-to-end suite,
+#               a fuzz smoke run (and replay of saved crashes), a 60-second soak
+#   make fuzz   every fuzz target for FUZZ_SECONDS (default 120) each
+#   make soak   the soak for SOAK_SECONDS (default 600)
 #   make build  the release .wasm
 #
 # Everything the targets need is installed by them: the wasm32-wasip1 Rust target (rustup) and a
@@ -83,13 +86,15 @@ fuzz-smoke: fuzz-setup
 	  echo "fuzz $$t: $$(echo "$$out" | grep -E '^Done')"; \
 	done
 
+# Mixed valid/invalid traffic through Envoy (2 workers) while the JWKS
+# rotates keys and goes down; fails on any wrong answer or memory growth.
 soak: setup build
-	JWT_JWKS_WASM=$(abspath $(WASM)) ENVOY_BIN=$(abspath $(ENVOY)) $(PY) tools/soak.py --duration $(SOAK_SECONDS)
+	$(PY) tools/soak.py --duration $(SOAK_SECONDS) --wasm $(abspath $(WASM)) --envoy $(abspath $(ENVOY))
 
 soak-short: setup build
-	JWT_JWKS_WASM=$(abspath $(WASM)) ENVOY_BIN=$(abspath $(ENVOY)) $(PY) tools/soak.py --duration 60
+	$(PY) tools/soak.py --duration 60 --wasm $(abspath $(WASM)) --envoy $(abspath $(ENVOY))
 
-test: fmt-check clippy unit e2e fuzz-smoke
+test: fmt-check clippy unit e2e fuzz-smoke soak-short
 
 clean:
 	cargo clean

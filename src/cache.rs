@@ -90,6 +90,9 @@ pub struct FetchState {
     pub last_error: Option<String>,
     pub last_error_at_ms: u64,
     pub skipped: Vec<SkippedKey>,
+    /// Set by an admin clear: no scheduled refetch until a request needs
+    /// keys (the next request fetches, as on a cold start).
+    pub cleared: bool,
 }
 
 impl FetchState {

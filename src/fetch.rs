@@ -55,7 +55,8 @@ pub fn try_acquire(
         }
         let due = match trigger {
             Trigger::Scheduled => {
-                (!s.has_keys() || now_ms + p.refresh_ahead_s * 1000 >= s.expires_at_ms)
+                !s.cleared
+                    && (!s.has_keys() || now_ms + p.refresh_ahead_s * 1000 >= s.expires_at_ms)
                     && now_ms >= s.next_attempt_ms
             }
             Trigger::Cold => now_ms >= s.next_attempt_ms,
@@ -191,6 +192,7 @@ pub fn complete(
                 s.next_attempt_ms = 0;
                 s.fetch_success += 1;
                 s.skipped = skipped.clone();
+                s.cleared = false;
                 true
             })?;
             Ok(Outcome::Stored {
@@ -239,6 +241,7 @@ pub fn clear_all(store: &dyn SharedStore, names: &Names) -> Result<usize, StoreE
         s.next_attempt_ms = 0;
         s.attempt = 0;
         s.last_kid_refresh_ms = 0;
+        s.cleared = true;
         true
     })?;
     Ok(dropped)
@@ -517,10 +520,17 @@ mod tests {
         assert_eq!(clear_all(&s, &n).unwrap(), 1);
         assert_eq!(cache::read_keys(&s, &n).unwrap().keys.len(), 0);
         assert!(!read_state(&s, &n).unwrap().has_keys());
+        // No refetch by itself: the next request that needs keys fetches.
         assert_eq!(
             try_acquire(&s, &n, &p, "me", 1, Trigger::Scheduled).unwrap(),
+            Acquire::NotDue
+        );
+        assert_eq!(
+            try_acquire(&s, &n, &p, "me", 1, Trigger::Cold).unwrap(),
             Acquire::Acquired
         );
+        fetch_ok(&s, &n, &p, 2);
+        assert!(!read_state(&s, &n).unwrap().cleared);
     }
 
     #[test]

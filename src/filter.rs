@@ -167,19 +167,28 @@ fn strip_token(cfg: &Config, source: &Source) {
     }
     let result = match source {
         Source::Header(name) => hostcalls::set_map_value(MapType::HttpRequestHeaders, name, None),
-        Source::Query(name) => match hostcalls::get_map_value(MapType::HttpRequestHeaders, ":path")
-        {
-            Ok(Some(path)) => {
-                let stripped = token::path_without_param(&path, name);
-                hostcalls::set_map_value(MapType::HttpRequestHeaders, ":path", Some(&stripped))
+        Source::Query(name) => {
+            match hostcalls::get_map_value_bytes(MapType::HttpRequestHeaders, ":path") {
+                Ok(Some(path)) => {
+                    let stripped = token::path_without_param(&path, name);
+                    hostcalls::set_map_value_bytes(
+                        MapType::HttpRequestHeaders,
+                        ":path",
+                        Some(&stripped),
+                    )
+                }
+                other => other.map(drop),
             }
-            other => other.map(drop),
-        },
+        }
         Source::Cookie(name) => {
-            match hostcalls::get_map_value(MapType::HttpRequestHeaders, "cookie") {
+            match hostcalls::get_map_value_bytes(MapType::HttpRequestHeaders, "cookie") {
                 Ok(Some(value)) => {
                     let kept = token::cookie_without(&value, name);
-                    hostcalls::set_map_value(MapType::HttpRequestHeaders, "cookie", kept.as_deref())
+                    hostcalls::set_map_value_bytes(
+                        MapType::HttpRequestHeaders,
+                        "cookie",
+                        kept.as_deref(),
+                    )
                 }
                 other => other.map(drop),
             }
@@ -277,16 +286,31 @@ fn dispatch(ctx: &dyn Context, engine: &mut Engine, m: &dyn Metrics, idx: usize)
     }
 }
 
-/// Reads a callout's answer (the body only if within the size limit).
-fn read_answer(engine: &mut Engine, m: &dyn Metrics, idx: usize, body_size: usize) {
-    let status = hostcalls::get_map_value(MapType::HttpCallResponseHeaders, ":status")
+/// One header of the callout's answer, as text; never panics on bytes.
+fn answer_header(name: &str) -> Option<String> {
+    hostcalls::get_map_value_bytes(MapType::HttpCallResponseHeaders, name)
         .ok()
         .flatten()
-        .and_then(|s| s.parse::<u16>().ok());
-    let dispatch_status =
-        hostcalls::get_map_value(MapType::HttpCallResponseHeaders, ":dispatch_status")
-            .ok()
-            .flatten();
+        .map(|v| String::from_utf8_lossy(&v).into_owned())
+}
+
+/// Reads a callout's answer (the body only if within the size limit). A
+/// callout that failed after it started (reset mid-body, oversized answer)
+/// arrives with no headers: then no header map exists, and Envoy answers
+/// a read with a status the SDK would panic on, so none is read.
+fn read_answer(
+    engine: &mut Engine,
+    m: &dyn Metrics,
+    idx: usize,
+    num_headers: usize,
+    body_size: usize,
+) {
+    let (status, dispatch_status) = if num_headers == 0 {
+        (None, None)
+    } else {
+        let status = answer_header(":status").and_then(|s| s.trim().parse::<u16>().ok());
+        (status, answer_header(":dispatch_status"))
+    };
     let body = if status == Some(200) && engine.body_allowed(idx, body_size) {
         hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size)
             .ok()
@@ -335,7 +359,7 @@ impl Context for Root {
     fn on_http_call_response(
         &mut self,
         token_id: u32,
-        _headers: usize,
+        num_headers: usize,
         body_size: usize,
         _trailers: usize,
     ) {
@@ -344,7 +368,7 @@ impl Context for Root {
         };
         if let Some(engine) = self.engine.clone() {
             if let Ok(mut e) = engine.try_borrow_mut() {
-                read_answer(&mut e, self.metrics.as_ref(), idx, body_size);
+                read_answer(&mut e, self.metrics.as_ref(), idx, num_headers, body_size);
             }
         }
         self.review();
@@ -453,7 +477,9 @@ impl Http {
     }
 
     fn request(&mut self) -> Action {
-        let Ok(headers) = hostcalls::get_map(MapType::HttpRequestHeaders) else {
+        // Bytes, not text: a header value may hold any byte (Envoy passes
+        // 0x80-0xFF through), and the SDK's text reader panics on those.
+        let Ok(raw) = hostcalls::get_map_bytes(MapType::HttpRequestHeaders) else {
             log::error!("jwt_jwks: cannot read request headers");
             send(&response::refusal(
                 &Refusal::KeysUnavailable,
@@ -462,6 +488,10 @@ impl Http {
             ));
             return Action::Pause;
         };
+        let headers: Vec<(String, String)> = raw
+            .into_iter()
+            .map(|(k, v)| (k, String::from_utf8_lossy(&v).into_owned()))
+            .collect();
         let get = |name: &str| {
             headers
                 .iter()
@@ -621,7 +651,7 @@ impl Context for Http {
     fn on_http_call_response(
         &mut self,
         token_id: u32,
-        _headers: usize,
+        num_headers: usize,
         body_size: usize,
         _trailers: usize,
     ) {
@@ -634,7 +664,7 @@ impl Context for Http {
             return;
         };
         let m = self.metrics.clone();
-        read_answer(&mut e, m.as_ref(), idx, body_size);
+        read_answer(&mut e, m.as_ref(), idx, num_headers, body_size);
         if !e.shared_wake() {
             // Only this request can be resumed from here: decide it now.
             if let Some(w) = e.take_waiter(self.id) {

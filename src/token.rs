@@ -138,36 +138,50 @@ fn find(cfg: &Config, headers: &[(String, String)], path: &str) -> Result<Option
 }
 
 /// `:path` without the named query parameter (used when the token must not
-/// reach the upstream).
-pub fn path_without_param(path: &str, name: &str) -> String {
-    let Some((base, query)) = path.split_once('?') else {
-        return path.to_string();
+/// reach the upstream). Works on bytes: a path is not always UTF-8, and
+/// everything but the removed parameter goes upstream unchanged.
+pub fn path_without_param(path: &[u8], name: &str) -> Vec<u8> {
+    let Some(q) = path.iter().position(|b| *b == b'?') else {
+        return path.to_vec();
     };
-    let kept: Vec<&str> = query
-        .split('&')
+    let (base, query) = (
+        path.get(..q).unwrap_or_default(),
+        path.get(q + 1..).unwrap_or_default(),
+    );
+    let kept: Vec<&[u8]> = query
+        .split(|b| *b == b'&')
         .filter(|kv| {
-            let k = kv.split_once('=').map_or(*kv, |(k, _)| k);
-            percent_decode(k).as_deref() != Some(name)
+            let k = kv.split(|b| *b == b'=').next().unwrap_or_default();
+            std::str::from_utf8(k)
+                .ok()
+                .and_then(percent_decode)
+                .as_deref()
+                != Some(name)
         })
         .collect();
-    if kept.is_empty() {
-        base.to_string()
-    } else {
-        format!("{base}?{}", kept.join("&"))
+    let mut out = base.to_vec();
+    if !kept.is_empty() {
+        out.push(b'?');
+        out.extend_from_slice(&kept.join(&b'&'));
     }
+    out
 }
 
-/// A `Cookie` header value without the named cookie; `None` when nothing is left.
-pub fn cookie_without(value: &str, name: &str) -> Option<String> {
-    let kept: Vec<&str> = value
-        .split(';')
-        .map(str::trim)
-        .filter(|c| !c.is_empty() && c.split_once('=').is_none_or(|(k, _)| k != name))
+/// A `Cookie` header value without the named cookie, on bytes; `None` when
+/// nothing is left.
+pub fn cookie_without(value: &[u8], name: &str) -> Option<Vec<u8>> {
+    let kept: Vec<&[u8]> = value
+        .split(|b| *b == b';')
+        .map(|c| c.trim_ascii())
+        .filter(|c| {
+            !c.is_empty()
+                && c.split(|b| *b == b'=').next().map(<[u8]>::trim_ascii) != Some(name.as_bytes())
+        })
         .collect();
     if kept.is_empty() {
         None
     } else {
-        Some(kept.join("; "))
+        Some(kept.join(&b"; "[..]))
     }
 }
 
@@ -282,14 +296,25 @@ mod tests {
 
     #[test]
     fn removing_the_token_keeps_everything_else() {
-        assert_eq!(path_without_param("/p?a=1&jwt=x&b=2", "jwt"), "/p?a=1&b=2");
-        assert_eq!(path_without_param("/p?jwt=x", "jwt"), "/p");
-        assert_eq!(path_without_param("/p", "jwt"), "/p");
         assert_eq!(
-            cookie_without("a=1; jwt=x; b=2", "jwt").as_deref(),
-            Some("a=1; b=2")
+            path_without_param(b"/p?a=1&jwt=x&b=2", "jwt"),
+            b"/p?a=1&b=2"
         );
-        assert_eq!(cookie_without("jwt=x", "jwt"), None);
+        assert_eq!(path_without_param(b"/p?jwt=x", "jwt"), b"/p");
+        assert_eq!(path_without_param(b"/p", "jwt"), b"/p");
+        assert_eq!(
+            path_without_param(b"/\xe9?a=\xff&jwt=x", "jwt"),
+            b"/\xe9?a=\xff"
+        );
+        assert_eq!(
+            cookie_without(b"a=1; jwt=x; b=2", "jwt").as_deref(),
+            Some(&b"a=1; b=2"[..])
+        );
+        assert_eq!(
+            cookie_without(b"t=\xe9t\xe9; jwt=x", "jwt").as_deref(),
+            Some(&b"t=\xe9t\xe9"[..])
+        );
+        assert_eq!(cookie_without(b"jwt=x", "jwt"), None);
     }
 
     #[test]

@@ -80,6 +80,9 @@ class _HTTPServer(ThreadingHTTPServer):
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # Answers are written as headers then body: without TCP_NODELAY a
+    # keep-alive peer (Envoy) waits for a delayed ACK on every request.
+    disable_nagle_algorithm = True
     server_version = "e2e-test-server"
     sys_version = ""
 
