@@ -5,6 +5,7 @@
 #               a fuzz smoke run (and replay of saved crashes), a 60-second soak
 #   make fuzz   every fuzz target for FUZZ_SECONDS (default 120) each
 #   make soak   the soak for SOAK_SECONDS (default 600)
+#   make bench  throughput and CPU per request, side by side with Envoy's native jwt_authn
 #   make build  the release .wasm
 #
 # Everything the targets need is installed by them: the wasm32-wasip1 Rust target (rustup) and a
@@ -19,7 +20,8 @@ ENVOY := $(VENV)/bin/envoy
 STAMP := $(VENV)/.installed
 E2E_ARGS ?=
 
-.PHONY: build run test fmt-check clippy unit e2e setup clean fuzz fuzz-smoke fuzz-setup soak soak-short
+.PHONY: build run test fmt-check clippy unit e2e setup clean fuzz fuzz-smoke fuzz-setup soak soak-short bench
+BENCH_ARGS ?=
 FUZZ_TARGETS := token jwks config request
 FUZZ_SECONDS ?= 120
 SMOKE_SECONDS ?= 10
@@ -93,6 +95,13 @@ soak: setup build
 
 soak-short: setup build
 	$(PY) tools/soak.py --duration 60 --wasm $(abspath $(WASM)) --envoy $(abspath $(ENVOY))
+
+# Side by side with Envoy's native jwt_authn (issue 5): prints a table of
+# rps, latency and CPU per request; never fails on numbers.
+bench: setup build
+	@command -v wrk >/dev/null 2>&1 || { SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$SUDO apt-get update && $$SUDO apt-get install -y wrk; }
+	JWT_JWKS_WASM=$(abspath $(WASM)) ENVOY_BIN=$(abspath $(ENVOY)) $(PY) tools/bench.py $(BENCH_ARGS)
 
 test: fmt-check clippy unit e2e fuzz-smoke soak-short
 
