@@ -20,7 +20,7 @@ ENVOY := $(VENV)/bin/envoy
 STAMP := $(VENV)/.installed
 E2E_ARGS ?=
 
-.PHONY: build run test fmt-check clippy unit e2e setup clean fuzz fuzz-smoke fuzz-setup soak soak-short bench
+.PHONY: build run test fmt-check clippy unit e2e setup clean fuzz fuzz-smoke fuzz-setup soak soak-short bench kong-schema test-kong
 BENCH_ARGS ?=
 FUZZ_TARGETS := token jwks config request
 FUZZ_SECONDS ?= 120
@@ -103,7 +103,17 @@ bench: setup build
 	  $$SUDO apt-get update && $$SUDO apt-get install -y wrk; }
 	JWT_JWKS_WASM=$(abspath $(WASM)) ENVOY_BIN=$(abspath $(ENVOY)) $(PY) tools/bench.py $(BENCH_ARGS)
 
-test: fmt-check clippy unit e2e fuzz-smoke soak-short
+# Kong's config_schema against the configuration corpus and the Kong examples.
+kong-schema: setup
+	$(PY) -m pytest tests/kong -q
+
+# Kong's host, not called by make test: NGX_WASM_NGINX=/path/to/nginx make test-kong
+# (an nginx built with ngx_wasm_module; see kong/README.md).
+test-kong: setup build
+	@test -n "$(NGX_WASM_NGINX)" || { echo "set NGX_WASM_NGINX to an nginx built with ngx_wasm_module"; exit 2; }
+	NGX_WASM_NGINX=$(abspath $(NGX_WASM_NGINX)) JWT_JWKS_WASM=$(abspath $(WASM)) $(PY) -m pytest tests/kong -q
+
+test: fmt-check clippy unit e2e kong-schema fuzz-smoke soak-short
 
 clean:
 	cargo clean

@@ -387,7 +387,8 @@ impl Config {
         if let Some(v) = self.ssl_verify {
             out.push(format!(
                 "ssl_verify={v} is not enforced by the filter: TLS of the JWKS callout is the host's \
-                 (Envoy: the cluster's transport_socket; Kong: wasm_tls_verify and wasm_tls_trusted_certificate)"
+                 (Envoy: the cluster's transport_socket; Kong: nginx_wasm_tls_verify_cert, nginx_wasm_tls_verify_host \
+                 and nginx_wasm_tls_trusted_certificate, derived from lua_ssl_* by default)"
             ));
         }
         if self.key_claim == KeyClaim::Iss

@@ -89,6 +89,7 @@ pub struct Engine {
     /// When not, every paused request needs a callout of its own.
     shared_wake: bool,
     host_known: bool,
+    host_envoy: bool,
     /// Whether the host keeps properties for later filters (Envoy).
     identity_property: bool,
     providers: Vec<Runtime>,
@@ -124,6 +125,7 @@ impl Engine {
             host_crypto: None,
             shared_wake: cfg.wait_mode != WaitMode::PerRequest,
             host_known: false,
+            host_envoy: false,
             identity_property: false,
             cfg,
             owner,
@@ -147,6 +149,12 @@ impl Engine {
         self.host_crypto = crypto;
     }
 
+    /// Whether the host is known to be Envoy (false until the first
+    /// request probed it).
+    pub fn host_is_envoy(&self) -> bool {
+        self.host_envoy
+    }
+
     /// Whether the host was probed.
     pub fn host_known(&self) -> bool {
         self.host_known
@@ -158,6 +166,7 @@ impl Engine {
     /// explicit `wait_mode` wins) and properties reach later filters.
     pub fn set_host(&mut self, envoy: bool) {
         self.host_known = true;
+        self.host_envoy = envoy;
         // Cached grants were computed for the previous host setting.
         self.tokens.clear();
         self.identity_property = envoy && self.cfg.identity_property.is_some();
@@ -646,7 +655,8 @@ impl Engine {
     ) -> (Vec<(Pending, Verdict)>, Vec<usize>) {
         let mut finals = Vec::new();
         let mut dispatch = Vec::new();
-        if self.waiters.is_empty() {
+        // per_request: only a request's own callout may finish it.
+        if self.waiters.is_empty() || !self.shared_wake {
             return (finals, dispatch);
         }
         let mut status = Vec::with_capacity(self.providers.len());

@@ -160,13 +160,23 @@ fn send(reply: &LocalReply) {
     }
 }
 
+/// Keeps a request header's value from the upstream. Envoy removes it.
+/// ngx_wasm_module (Kong) "removes" a header by unhashing it and nginx's
+/// proxy still forwards it (and a later set adds a second copy), so there
+/// the value is emptied in place instead: the upstream sees it empty, and a
+/// later set replaces it.
+fn drop_header(name: &str, envoy: bool) -> Result<(), Status> {
+    let value = if envoy { None } else { Some("") };
+    hostcalls::set_map_value(MapType::HttpRequestHeaders, name, value)
+}
+
 /// Removes the token from where it was found, when it must not go upstream.
-fn strip_token(cfg: &Config, source: &Source) {
+fn strip_token(cfg: &Config, source: &Source, envoy: bool) {
     if cfg.forward_token {
         return;
     }
     let result = match source {
-        Source::Header(name) => hostcalls::set_map_value(MapType::HttpRequestHeaders, name, None),
+        Source::Header(name) => drop_header(name, envoy),
         Source::Query(name) => {
             match hostcalls::get_map_value_bytes(MapType::HttpRequestHeaders, ":path") {
                 Ok(Some(path)) => {
@@ -182,14 +192,14 @@ fn strip_token(cfg: &Config, source: &Source) {
         }
         Source::Cookie(name) => {
             match hostcalls::get_map_value_bytes(MapType::HttpRequestHeaders, "cookie") {
-                Ok(Some(value)) => {
-                    let kept = token::cookie_without(&value, name);
-                    hostcalls::set_map_value_bytes(
+                Ok(Some(value)) => match token::cookie_without(&value, name) {
+                    Some(kept) => hostcalls::set_map_value_bytes(
                         MapType::HttpRequestHeaders,
                         "cookie",
-                        kept.as_deref(),
-                    )
-                }
+                        Some(&kept),
+                    ),
+                    None => drop_header("cookie", envoy),
+                },
                 other => other.map(drop),
             }
         }
@@ -201,17 +211,18 @@ fn strip_token(cfg: &Config, source: &Source) {
 
 /// Carries out a verdict for the current (effective) request.
 fn conclude(
-    cfg: &Config,
+    e: &Engine,
     m: &dyn Metrics,
     verdict: &Verdict,
     source: &Source,
     grpc: bool,
     resume: bool,
 ) -> Action {
+    let cfg = e.config();
     match verdict {
         Verdict::Allow(grant) => {
             m.incr(Metric::Allowed);
-            strip_token(cfg, source);
+            strip_token(cfg, source, e.host_is_envoy());
             for (name, value) in &grant.headers {
                 if let Err(e) =
                     hostcalls::set_map_value(MapType::HttpRequestHeaders, name, Some(value))
@@ -251,7 +262,7 @@ fn finish_waiters(engine: &Engine, m: &dyn Metrics, finals: Vec<(Pending, Verdic
         if hostcalls::set_effective_context(w.context_id).is_err() {
             continue; // the request is gone
         }
-        conclude(engine.config(), m, &v, &w.source, w.grpc, true);
+        conclude(engine, m, &v, &w.source, w.grpc, true);
     }
     let _ = hostcalls::set_effective_context(home);
 }
@@ -306,7 +317,15 @@ fn read_answer(
     body_size: usize,
 ) {
     let (status, dispatch_status) = if num_headers == 0 {
-        (None, None)
+        // ngx_wasm_module reports a failed callout with no headers but a
+        // readable `:dispatch_status`; on Envoy reading it makes the SDK
+        // panic, so it is read only on a host known not to be Envoy.
+        let dispatch_status = if engine.host_known() && !engine.host_is_envoy() {
+            answer_header(":dispatch_status")
+        } else {
+            None
+        };
+        (None, dispatch_status)
     } else {
         let status = answer_header(":status").and_then(|s| s.trim().parse::<u16>().ok());
         (status, answer_header(":dispatch_status"))
@@ -345,6 +364,8 @@ impl Root {
             return;
         };
         let m = self.metrics.clone();
+        // With per_request waiting this returns nothing: each paused request
+        // is finished from its own callout (the root cannot resume it there).
         let (finals, to_send) = e.review_waiters(&HostStore, m.as_ref(), now_ms());
         finish_waiters(&e, m.as_ref(), finals, self.id);
         for idx in to_send {
@@ -492,10 +513,12 @@ impl Http {
             .into_iter()
             .map(|(k, v)| (k, String::from_utf8_lossy(&v).into_owned()))
             .collect();
+        // Envoy gives header names in lower case; ngx_wasm_module (Kong)
+        // as the client wrote them.
         let get = |name: &str| {
             headers
                 .iter()
-                .find(|(k, _)| k == name)
+                .find(|(k, _)| k.eq_ignore_ascii_case(name))
                 .map(|(_, v)| v.as_str())
         };
         let method = get(":method").unwrap_or_default().to_string();
@@ -531,41 +554,6 @@ impl Http {
             }
         }
 
-        // A client must never be able to forge what the filter forwards.
-        for name in e.config().forwarded_headers() {
-            if headers.iter().any(|(k, _)| k.eq_ignore_ascii_case(name)) {
-                let _ = hostcalls::set_map_value(MapType::HttpRequestHeaders, name, None);
-            }
-        }
-
-        let rule = rules::match_rule(&e.config().rules, &method, &path);
-        let route = rule.and_then(|i| e.config().rules.get(i));
-        let auth = route.map_or(AuthMode::Required, |r| r.auth);
-        let preflight_runs = route
-            .and_then(|r| r.run_on_preflight)
-            .unwrap_or(e.config().run_on_preflight);
-        if auth == AuthMode::Public || (!preflight_runs && token::is_preflight(&method, &headers)) {
-            return Action::Continue;
-        }
-        let no_source = Source::Header(String::new());
-        let found = match token::extract(e.config(), &headers, &path) {
-            Ok(Some(f)) => f,
-            Ok(None) if auth == AuthMode::Optional => return Action::Continue,
-            Ok(None) => {
-                let v = Verdict::Deny(Refusal::MissingToken);
-                return conclude(e.config(), m.as_ref(), &v, &no_source, grpc, false);
-            }
-            Err(r) => {
-                return conclude(
-                    e.config(),
-                    m.as_ref(),
-                    &Verdict::Deny(r),
-                    &no_source,
-                    grpc,
-                    false,
-                )
-            }
-        };
         if !e.host_known() {
             // Envoy answers `plugin_vm_id`; ngx_wasm_module (Kong) does not,
             // and there one context cannot resume another's request.
@@ -594,6 +582,34 @@ impl Http {
                 }
             );
         }
+        // A client must never be able to forge what the filter forwards.
+        for name in e.config().forwarded_headers() {
+            if headers.iter().any(|(k, _)| k.eq_ignore_ascii_case(name)) {
+                if let Err(err) = drop_header(name, e.host_is_envoy()) {
+                    log::warn!("jwt_jwks: removing an incoming {name} failed: {err:?}");
+                }
+            }
+        }
+
+        let rule = rules::match_rule(&e.config().rules, &method, &path);
+        let route = rule.and_then(|i| e.config().rules.get(i));
+        let auth = route.map_or(AuthMode::Required, |r| r.auth);
+        let preflight_runs = route
+            .and_then(|r| r.run_on_preflight)
+            .unwrap_or(e.config().run_on_preflight);
+        if auth == AuthMode::Public || (!preflight_runs && token::is_preflight(&method, &headers)) {
+            return Action::Continue;
+        }
+        let no_source = Source::Header(String::new());
+        let found = match token::extract(e.config(), &headers, &path) {
+            Ok(Some(f)) => f,
+            Ok(None) if auth == AuthMode::Optional => return Action::Continue,
+            Ok(None) => {
+                let v = Verdict::Deny(Refusal::MissingToken);
+                return conclude(&e, m.as_ref(), &v, &no_source, grpc, false);
+            }
+            Err(r) => return conclude(&e, m.as_ref(), &Verdict::Deny(r), &no_source, grpc, false),
+        };
         let now = now_ms();
         let verdict = e.authenticate(&HostStore, m.as_ref(), now, &found.token, rule, true);
         let Verdict::Wait {
@@ -601,7 +617,7 @@ impl Http {
             dispatch: send_it,
         } = verdict
         else {
-            return conclude(e.config(), m.as_ref(), &verdict, &found.source, grpc, false);
+            return conclude(&e, m.as_ref(), &verdict, &found.source, grpc, false);
         };
         let timeout = e
             .config()
@@ -620,7 +636,7 @@ impl Http {
         };
         if !e.add_waiter(pending) {
             let v = Verdict::Deny(Refusal::Overloaded);
-            return conclude(e.config(), m.as_ref(), &v, &no_source, grpc, false);
+            return conclude(&e, m.as_ref(), &v, &no_source, grpc, false);
         }
         m.incr(Metric::Paused);
         if send_it {
@@ -637,7 +653,7 @@ impl Http {
                             w.rule,
                             false,
                         );
-                        return conclude(e.config(), m.as_ref(), &v, &w.source, w.grpc, false);
+                        return conclude(&e, m.as_ref(), &v, &w.source, w.grpc, false);
                     }
                 }
                 None => {}
@@ -669,7 +685,7 @@ impl Context for Http {
             // Only this request can be resumed from here: decide it now.
             if let Some(w) = e.take_waiter(self.id) {
                 let v = e.authenticate(&HostStore, m.as_ref(), now_ms(), &w.token, w.rule, false);
-                conclude(e.config(), m.as_ref(), &v, &w.source, w.grpc, true);
+                conclude(&e, m.as_ref(), &v, &w.source, w.grpc, true);
             }
             return;
         }

@@ -25,15 +25,15 @@ pub enum Metric {
 }
 
 const FIXED: &[&str] = &[
-    "jwt_jwks.allowed",
-    "jwt_jwks.jwks_fetch_success",
-    "jwt_jwks.jwks_fetch_failure",
-    "jwt_jwks.cache_hit",
-    "jwt_jwks.cache_miss",
-    "jwt_jwks.paused",
-    "jwt_jwks.admin_requests",
-    "jwt_jwks.token_cache_hit",
-    "jwt_jwks.host_verifications",
+    "jwt_jwks_allowed",
+    "jwt_jwks_jwks_fetch_success",
+    "jwt_jwks_jwks_fetch_failure",
+    "jwt_jwks_cache_hit",
+    "jwt_jwks_cache_miss",
+    "jwt_jwks_paused",
+    "jwt_jwks_admin_requests",
+    "jwt_jwks_token_cache_hit",
+    "jwt_jwks_host_verifications",
 ];
 
 impl Metric {
@@ -68,7 +68,7 @@ pub fn all_names() -> Vec<String> {
         .chain(
             Refusal::METRICS
                 .iter()
-                .map(|r| format!("jwt_jwks.denied.{r}")),
+                .map(|r| format!("jwt_jwks_denied_{r}")),
         )
         .collect()
 }
@@ -110,12 +110,12 @@ mod tests {
     #[test]
     fn indices_match_names() {
         let names = all_names();
-        assert_eq!(names[Metric::Allowed.index()], "jwt_jwks.allowed");
-        assert_eq!(names[Metric::CacheMiss.index()], "jwt_jwks.cache_miss");
+        assert_eq!(names[Metric::Allowed.index()], "jwt_jwks_allowed");
+        assert_eq!(names[Metric::CacheMiss.index()], "jwt_jwks_cache_miss");
         for r in Refusal::METRICS {
             assert_eq!(
                 names[Metric::Denied(r).index()],
-                format!("jwt_jwks.denied.{r}")
+                format!("jwt_jwks_denied_{r}")
             );
         }
         let mut sorted = names.clone();

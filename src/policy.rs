@@ -102,7 +102,7 @@ impl Refusal {
         }
     }
 
-    /// The suffix of the `jwt_jwks.denied.<reason>` counter.
+    /// The suffix of the `jwt_jwks_denied_<reason>` counter.
     pub fn metric(&self) -> &'static str {
         match self {
             Refusal::MissingToken => "missing_token",

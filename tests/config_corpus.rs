@@ -17,7 +17,9 @@ use std::path::{Path, PathBuf};
 use jwt_jwks::config::Config;
 
 fn corpus(dir: &str) -> Vec<PathBuf> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/config_corpus").join(dir);
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/config_corpus")
+        .join(dir);
     let mut files: Vec<PathBuf> = fs::read_dir(&root)
         .unwrap_or_else(|e| panic!("{}: {e}", root.display()))
         .map(|e| e.unwrap().path())
@@ -36,7 +38,12 @@ fn classify(dir: &str, accept: bool) {
             wrong.push(format!("{}: {:?}", f.display(), r.err()));
         }
     }
-    assert!(wrong.is_empty(), "{dir}: {} misclassified:\n{}", wrong.len(), wrong.join("\n"));
+    assert!(
+        wrong.is_empty(),
+        "{dir}: {} misclassified:\n{}",
+        wrong.len(),
+        wrong.join("\n")
+    );
 }
 
 #[test]
@@ -65,7 +72,8 @@ fn what_the_schema_refuses_on_purpose_still_parses() {
 
 #[test]
 fn every_json_configuration_in_the_readme_loads() {
-    let readme = fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let readme =
+        fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
     let mut blocks = 0;
     for (i, chunk) in readme.split("```json\n").skip(1).enumerate() {
         let block = chunk.split("```").next().unwrap();

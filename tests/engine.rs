@@ -994,3 +994,27 @@ fn host_crypto_checks_rsa_and_ecdsa_and_leaves_pss_and_eddsa_to_wasm() {
     );
     assert_eq!(broken.calls.borrow().len(), 2);
 }
+
+#[test]
+fn per_request_mode_never_finishes_a_request_from_another_context() {
+    let s = MemoryStore::default();
+    let mut w = Worker::new(config(r#","wait_mode":"per_request""#), "w1");
+    let now = now_ms();
+    let t = token("RS256", Some("rsa"));
+    assert_eq!(
+        w.auth(&s, now, &t),
+        Verdict::Wait {
+            provider: 0,
+            dispatch: true
+        }
+    );
+    assert!(w.e.add_waiter(pending(5, &t, now + 1000)));
+    let body = all_jwks().to_string();
+    w.e.fetch_done(&s, &w.m, now, 0, &ok(&body)).unwrap();
+    // Keys are here and the deadline has passed, but on a host where one
+    // context cannot resume another, nothing is decided for it here.
+    let (finals, dispatch) = w.e.review_waiters(&s, &w.m, now + 2000);
+    assert!(finals.is_empty() && dispatch.is_empty());
+    assert_eq!(w.e.waiting(), 1);
+    assert!(w.e.take_waiter(5).is_some());
+}

@@ -647,9 +647,9 @@ CHECK_STATS = {
     # scenario: (label, stat name suffix; for native the listener's stat prefix is added)
     "native": ("allowed", "jwt_authn.allowed"),
     "native_cache": ("cache hit", "jwt_authn.jwt_cache_hit"),
-    "wasm_host": ("host verify", "jwt_jwks.host_verifications"),
-    "wasm_pure": ("allowed", "jwt_jwks.allowed"),
-    "wasm_cache": ("cache hit", "jwt_jwks.token_cache_hit"),
+    "wasm_host": ("host verify", "jwt_jwks_host_verifications"),
+    "wasm_pure": ("allowed", "jwt_jwks_allowed"),
+    "wasm_cache": ("cache hit", "jwt_jwks_token_cache_hit"),
 }
 
 

@@ -349,8 +349,8 @@ class Soak:
 
     def fetch_stats(self):
         try:
-            return (int(self.env.stat("jwt_jwks.jwks_fetch_success")),
-                    int(self.env.stat("jwt_jwks.jwks_fetch_failure")))
+            return (int(self.env.stat("jwt_jwks_jwks_fetch_success")),
+                    int(self.env.stat("jwt_jwks_jwks_fetch_failure")))
         except Exception:
             return (None, None)
 

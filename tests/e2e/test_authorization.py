@@ -206,7 +206,7 @@ def test_insufficient_scope_never_reaches_upstream(env, key):
 
 
 def test_insufficient_scope_is_counted(env, key):
-    name = "jwt_jwks.denied.insufficient_scope"
+    name = "jwt_jwks_denied_insufficient_scope"
     before = env.stat(name)
     assert get(env, "/invoices", tok(key, scope="profile")).status == 403
     assert wait_until(lambda: env.stat(name) >= before + 1, timeout=5), env.stats_matching(name)

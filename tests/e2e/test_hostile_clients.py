@@ -88,7 +88,7 @@ def parallel(n_threads, items, fn):
 def test_flood_of_random_kids_fetches_the_jwks_at_most_once_per_interval(s):
     before_fetches = s.jwks_flood.count
     before_upstream = s.env.upstream.count
-    before_denied = s.env.stat("jwt_jwks.denied.unknown_kid")
+    before_denied = s.env.stat("jwt_jwks_denied_unknown_kid")
     tokens = [jose.sign(s.key, "RS256", kid="rnd-" + os.urandom(8).hex()) for _ in range(200)]
     answers = parallel(8, tokens, lambda t: s.env.request("flood", "GET", "/", bearer(t)))
     for token, r in zip(tokens, answers):
@@ -96,7 +96,7 @@ def test_flood_of_random_kids_fetches_the_jwks_at_most_once_per_interval(s):
     extra = s.jwks_flood.count - before_fetches
     assert extra <= 1, "200 unknown kids caused %d JWKS fetches (min_refresh_interval 30)" % extra
     assert s.env.upstream.count == before_upstream
-    assert s.env.stat("jwt_jwks.denied.unknown_kid") - before_denied == 200
+    assert s.env.stat("jwt_jwks_denied_unknown_kid") - before_denied == 200
     # the real key is still served from the cache
     assert_allowed(s.env.request("flood", "GET", "/", bearer(s.good)))
     assert s.jwks_flood.count - before_fetches == extra
@@ -104,14 +104,14 @@ def test_flood_of_random_kids_fetches_the_jwks_at_most_once_per_interval(s):
 
 def test_random_signatures_under_a_valid_kid_are_refused_without_any_fetch(s):
     before_fetches = s.jwks_main.count
-    before_denied = s.env.stat("jwt_jwks.denied.signature")
+    before_denied = s.env.stat("jwt_jwks_denied_signature")
     head, body, _ = s.good.split(".")
     tokens = ["%s.%s.%s" % (head, body, jose.b64u(os.urandom(256))) for _ in range(100)]
     answers = parallel(4, tokens, lambda t: s.env.request("main", "GET", "/", bearer(t)))
     for token, r in zip(tokens, answers):
         assert_invalid_token(r, token, word="signature")
     assert s.jwks_main.count == before_fetches, "a bad signature must not refetch the JWKS"
-    assert s.env.stat("jwt_jwks.denied.signature") - before_denied == 100
+    assert s.env.stat("jwt_jwks_denied_signature") - before_denied == 100
     assert_allowed(s.env.request("main", "GET", "/", bearer(s.good)))
 
 
@@ -299,7 +299,7 @@ def test_non_utf8_bytes_in_a_header_get_a_clear_answer_and_break_nothing(lab, wh
 # ---------------------------------------------------------------- admin path off
 def test_admin_clear_without_admin_token_configured_is_an_ordinary_request(s):
     fetches = s.jwks_main.count
-    admin_before = s.env.stat("jwt_jwks.admin_requests")
+    admin_before = s.env.stat("jwt_jwks_admin_requests")
     assert_unauthorized(s.env.request("main", "POST", "/jwt-jwks/cache/clear"))
     r = s.env.request("main", "POST", "/jwt-jwks/cache/clear", bearer(ADMIN))
     assert_invalid_token(r, ADMIN)  # an admin-looking token is just a bad JWT here
@@ -311,7 +311,7 @@ def test_admin_clear_without_admin_token_configured_is_an_ordinary_request(s):
     # nothing was cleared: the key still works without a refetch
     assert_allowed(s.env.request("main", "GET", "/", bearer(s.good)))
     assert s.jwks_main.count == fetches
-    assert s.env.stat("jwt_jwks.admin_requests") == admin_before
+    assert s.env.stat("jwt_jwks_admin_requests") == admin_before
 
 
 @pytest.mark.parametrize("where", [

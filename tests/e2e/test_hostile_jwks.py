@@ -29,7 +29,7 @@ ADMIN = "hostile-jwks-admin-token"
 # min_refresh_interval (1 s) before the next attempt
 FAST = dict(cache_ttl=2, refresh_ahead_time=1, min_refresh_interval=1, retry_count=0,
             retry_delay=100, timeout=800, admin_token=ADMIN)
-FAILURE_COUNTER = "jwt_jwks.jwks_fetch_failure"
+FAILURE_COUNTER = "jwt_jwks_jwks_fetch_failure"
 
 
 class Keys:

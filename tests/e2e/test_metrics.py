@@ -32,39 +32,39 @@ def grows(env, name, before, by):
 
 def test_counters_are_published_under_jwt_jwks_names(m):
     env, _ = m
-    names = list(env.stats_matching("jwt_jwks."))
-    assert any("jwt_jwks.allowed" in n for n in names), names
-    assert any("jwt_jwks.jwks_fetch_success" in n for n in names), names
+    names = list(env.stats_matching("jwt_jwks_"))
+    assert any("jwt_jwks_allowed" in n for n in names), names
+    assert any("jwt_jwks_jwks_fetch_success" in n for n in names), names
 
 
 def test_jwks_fetch_success_is_counted(m):
     env, _ = m
-    assert env.stat("jwt_jwks.jwks_fetch_success") >= 1
+    assert env.stat("jwt_jwks_jwks_fetch_success") >= 1
 
 
 def test_allowed_counter_grows_with_valid_requests(m):
     env, key = m
-    before = env.stat("jwt_jwks.allowed")
+    before = env.stat("jwt_jwks_allowed")
     for _ in range(3):
         assert_allowed(env.request("main", "GET", "/", bearer(jose.sign(key, "RS256"))))
-    assert grows(env, "jwt_jwks.allowed", before, 3), env.stats_matching("jwt_jwks")
+    assert grows(env, "jwt_jwks_allowed", before, 3), env.stats_matching("jwt_jwks")
 
 
 def test_denied_counter_grows_with_refused_requests(m):
     env, key = m
-    before = env.stat("jwt_jwks.denied")
-    allowed_before = env.stat("jwt_jwks.allowed")
+    before = env.stat("jwt_jwks_denied")
+    allowed_before = env.stat("jwt_jwks_allowed")
     assert env.request("main", "GET", "/").status == 401
     expired = jose.sign(key, "RS256", jose.claims(exp_in=-3600))
     assert env.request("main", "GET", "/", bearer(expired)).status == 401
-    assert grows(env, "jwt_jwks.denied", before, 2), env.stats_matching("jwt_jwks")
+    assert grows(env, "jwt_jwks_denied", before, 2), env.stats_matching("jwt_jwks")
     # refusals are not counted as allowed
-    assert env.stat("jwt_jwks.allowed") == allowed_before
+    assert env.stat("jwt_jwks_allowed") == allowed_before
 
 
 def test_jwks_fetch_failure_is_counted(m):
     env, key = m
     r = env.request("down", "GET", "/", bearer(jose.sign(key, "RS256")))
     assert r.status == 503, r
-    assert wait_until(lambda: env.stat("jwt_jwks.jwks_fetch_failure") >= 1, timeout=5), \
+    assert wait_until(lambda: env.stat("jwt_jwks_jwks_fetch_failure") >= 1, timeout=5), \
         env.stats_matching("jwt_jwks")

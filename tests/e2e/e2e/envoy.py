@@ -5,7 +5,7 @@
                 jwks_servers=[jwks])
     env.start()                       # waits for /ready and every listener
     env.request("main", "GET", "/x", headers=[...])
-    env.stat("jwt_jwks.allowed")      # sum of counters whose name contains it
+    env.stat("jwt_jwks_allowed")      # sum of counters whose name contains it
     env.stop()
 
 Listener values are the filter's JSON configuration (a dict, or a str sent as
