@@ -64,7 +64,7 @@ import urllib.request
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO_ROOT, "tests", "e2e"))
 
-from e2e import jose  # noqa: E402
+from e2e import jose, procs  # noqa: E402
 from e2e.ports import HOST, free_port  # noqa: E402
 from e2e.servers import JwksServer  # noqa: E402
 
@@ -259,26 +259,7 @@ class EnvoyProc:
         return lines[-n:]
 
     def stop(self, grace=5.0):
-        proc = self.proc
-        if proc is None:
-            return
-        if proc.poll() is None:
-            try:
-                os.killpg(proc.pid, signal.SIGTERM)
-            except (ProcessLookupError, PermissionError):
-                pass
-            try:
-                proc.wait(timeout=grace)
-            except subprocess.TimeoutExpired:
-                try:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                except (ProcessLookupError, PermissionError):
-                    pass
-                proc.wait(timeout=10)
-        try:  # anything left in its group (there should be nothing)
-            os.killpg(proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
+        procs.stop_group(self.proc, grace)
         self.proc = None
 
 

@@ -20,13 +20,12 @@ Envoy then flushes its log files every 50 ms.
 
 import json
 import os
-import signal
 import subprocess
 import time
 import urllib.error
 import urllib.request
 
-from . import client
+from . import client, procs
 from .ports import HOST, accepts_connections, free_port
 
 WASM_FILTER_NAME = "jwt_jwks"
@@ -397,33 +396,7 @@ class Envoy:
         return self.proc is not None and self.proc.poll() is None
 
     def stop(self, grace=5.0):
-        proc = self.proc
-        if proc is None:
-            return None
-        try:
-            pgid = os.getpgid(proc.pid)
-        except ProcessLookupError:
-            pgid = None
-        if proc.poll() is None:
-            try:
-                os.killpg(pgid or proc.pid, signal.SIGTERM)
-            except (ProcessLookupError, PermissionError):
-                pass
-            try:
-                proc.wait(timeout=grace)
-            except subprocess.TimeoutExpired:
-                try:
-                    os.killpg(pgid or proc.pid, signal.SIGKILL)
-                except (ProcessLookupError, PermissionError):
-                    pass
-                proc.wait(timeout=10)
-        # anything else left in the group (there should be nothing)
-        if pgid is not None:
-            try:
-                os.killpg(pgid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
-        return proc.returncode
+        return procs.stop_group(self.proc, grace)
 
     def restart(self, timeout=30.0):
         """Stop and start a fresh Envoy (new ports, empty caches)."""

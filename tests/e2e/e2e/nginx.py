@@ -29,11 +29,10 @@ resolves to 127.0.0.1 for callouts (resolver_add).
 
 import json
 import os
-import signal
 import subprocess
 import time
 
-from . import client
+from . import client, procs
 from .ports import HOST, accepts_connections, free_port
 
 WASM_FILTER_NAME = "jwt_jwks"
@@ -262,32 +261,7 @@ class Nginx:
         return self.proc is not None and self.proc.poll() is None
 
     def stop(self, grace=5.0):
-        proc = self.proc
-        if proc is None:
-            return None
-        try:
-            pgid = os.getpgid(proc.pid)
-        except ProcessLookupError:
-            pgid = None
-        if proc.poll() is None:
-            try:
-                os.killpg(pgid or proc.pid, signal.SIGTERM)  # nginx: fast shutdown
-            except (ProcessLookupError, PermissionError):
-                pass
-            try:
-                proc.wait(timeout=grace)
-            except subprocess.TimeoutExpired:
-                try:
-                    os.killpg(pgid or proc.pid, signal.SIGKILL)
-                except (ProcessLookupError, PermissionError):
-                    pass
-                proc.wait(timeout=10)
-        if pgid is not None:
-            try:
-                os.killpg(pgid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
-        return proc.returncode
+        return procs.stop_group(self.proc, grace)
 
     def restart(self, timeout=30.0):
         self.stop()
@@ -303,12 +277,6 @@ class Nginx:
 
     def request(self, listener_name, method="GET", path="/", headers=None, body=None,
                 timeout=20.0):
-        if os.environ.get("NGX_E2E_LOWERCASE_HEADERS") and headers:
-            # Diagnostic: nginx hands the filter header names as the client
-            # wrote them (Envoy lower-cases them); this shows what passes once
-            # the filter looks names up without regard to case.
-            pairs = headers.items() if isinstance(headers, dict) else headers
-            headers = [(k.lower(), v) for k, v in pairs]
         return client.request(self.ports[listener_name], method, path, headers, body,
                               timeout=timeout)
 
