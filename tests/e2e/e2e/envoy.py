@@ -235,21 +235,7 @@ class EnvoyStartError(RuntimeError):
     pass
 
 
-class StartResult:
-    """What happened when Envoy was started expecting it to fail."""
-
-    def __init__(self, exited, returncode, ready, log):
-        self.exited = exited
-        self.returncode = returncode
-        self.ready = ready
-        self.log = log
-
-    def __repr__(self):
-        return "StartResult(exited=%r, returncode=%r, ready=%r)" % (
-            self.exited, self.returncode, self.ready)
-
-
-class Envoy:
+class Envoy(procs.ServerProcess):
     def __init__(self, binary, workdir, upstream_port, listeners, wasm=None,
                  jwks_servers=(), clusters=(), concurrency=1, log_level="info",
                  component_log_level="wasm:debug", extra_args=(), name="envoy",
@@ -370,51 +356,6 @@ class Envoy:
         self.stop()
         raise EnvoyStartError(
             "envoy not ready after %.0fs; %s" % (timeout, self._failure_report()))
-
-    def start_expect_failure(self, timeout=20.0):
-        """Start Envoy expecting it to refuse its configuration. Returns a
-        StartResult once Envoy exited or `timeout` passed (Envoy is then
-        stopped). `ready` tells whether it became ready in the meantime."""
-        self._spawn()
-        deadline = time.monotonic() + timeout
-        ready = False
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                code = self.proc.returncode
-                self.stop()
-                return StartResult(True, code, ready, self.log_text())
-            if not ready and self._is_ready():
-                ready = True
-                # give a late failure a moment, then report
-                deadline = min(deadline, time.monotonic() + 2.0)
-            time.sleep(0.1)
-        self.stop()
-        return StartResult(False, None, ready, self.log_text())
-
-    @property
-    def running(self):
-        return self.proc is not None and self.proc.poll() is None
-
-    def stop(self, grace=5.0):
-        return procs.stop_group(self.proc, grace)
-
-    def restart(self, timeout=30.0):
-        """Stop and start a fresh Envoy (new ports, empty caches)."""
-        self.stop()
-        self.proc = None
-        return self.start(timeout)
-
-    # --- requests
-    def port(self, listener_name):
-        return self.ports[listener_name]
-
-    def url(self, listener_name, path="/"):
-        return "http://%s:%d%s" % (HOST, self.ports[listener_name], path)
-
-    def request(self, listener_name, method="GET", path="/", headers=None, body=None,
-                timeout=20.0):
-        return client.request(self.ports[listener_name], method, path, headers, body,
-                              timeout=timeout)
 
     def admin(self, path, method="GET"):
         return client.request(self.admin_port, method, path, timeout=10)

@@ -32,7 +32,7 @@ import os
 import subprocess
 import time
 
-from . import client, procs
+from . import procs
 from .ports import HOST, accepts_connections, free_port
 
 WASM_FILTER_NAME = "jwt_jwks"
@@ -45,20 +45,6 @@ class HostLimitation(NotImplementedError):
 
 class NginxStartError(RuntimeError):
     pass
-
-
-class StartResult:
-    """What happened when nginx was started expecting it to fail."""
-
-    def __init__(self, exited, returncode, ready, log):
-        self.exited = exited
-        self.returncode = returncode
-        self.ready = ready
-        self.log = log
-
-    def __repr__(self):
-        return "StartResult(exited=%r, returncode=%r, ready=%r)" % (
-            self.exited, self.returncode, self.ready)
 
 
 def nginx_quote(text):
@@ -135,7 +121,7 @@ def nginx_conf(workdir, wasm_path, listeners, upstream_port, workers=1, log_path
     return "\n".join(lines) + "\n"
 
 
-class Nginx:
+class Nginx(procs.ServerProcess):
     """Same constructor and methods as e2e.envoy.Envoy (see module doc)."""
 
     def __init__(self, binary, workdir, upstream_port, listeners, wasm=None,
@@ -239,46 +225,6 @@ class Nginx:
             time.sleep(0.1)
         self.stop()
         raise NginxStartError("nginx not ready after %.0fs; %s" % (timeout, self._failure_report()))
-
-    def start_expect_failure(self, timeout=20.0):
-        self._spawn()
-        deadline = time.monotonic() + timeout
-        ready = False
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                code = self.proc.returncode
-                self.stop()
-                return StartResult(True, code, ready, self.log_text())
-            if not ready and self._is_ready():
-                ready = True
-                deadline = min(deadline, time.monotonic() + 2.0)
-            time.sleep(0.1)
-        self.stop()
-        return StartResult(False, None, ready, self.log_text())
-
-    @property
-    def running(self):
-        return self.proc is not None and self.proc.poll() is None
-
-    def stop(self, grace=5.0):
-        return procs.stop_group(self.proc, grace)
-
-    def restart(self, timeout=30.0):
-        self.stop()
-        self.proc = None
-        return self.start(timeout)
-
-    # --- requests
-    def port(self, listener_name):
-        return self.ports[listener_name]
-
-    def url(self, listener_name, path="/"):
-        return "http://%s:%d%s" % (HOST, self.ports[listener_name], path)
-
-    def request(self, listener_name, method="GET", path="/", headers=None, body=None,
-                timeout=20.0):
-        return client.request(self.ports[listener_name], method, path, headers, body,
-                              timeout=timeout)
 
     def admin(self, path, method="GET"):
         raise HostLimitation("nginx has no Envoy admin interface (%s %s)" % (method, path))
