@@ -374,16 +374,6 @@ class Envoy(procs.ServerProcess):
         return [l for l in self.log_text().splitlines()
                 if "][error][" in l or "][critical][" in l]
 
-    def _failure_report(self):
-        errors = self.error_lines()
-        text = "last log lines:\n" + self.tail(80)
-        if errors:
-            text = "errors:\n" + "\n".join(errors[-20:]) + "\n" + text
-        return text
-
-    def tail(self, n=80):
-        return "\n".join(self.log_text().splitlines()[-n:])
-
     def interesting_tail(self, n=60):
         """The last n log lines without Envoy's start-up banner (extension
         lists, header maps), which says nothing about the filter."""

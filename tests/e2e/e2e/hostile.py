@@ -146,28 +146,11 @@ NoDelayEchoServer = EchoServer
 
 
 # ---------------------------------------------------------------- raw client
-class RawResponse:
+class RawResponse(client.Response):
+    """A client.Response read off a raw socket (no reason phrase kept)."""
+
     def __init__(self, status, headers, body):
-        self.status = status
-        self.headers = headers
-        self.body = body
-
-    def header(self, name, default=None):
-        name = name.lower()
-        for k, v in self.headers:
-            if k.lower() == name:
-                return v
-        return default
-
-    @property
-    def text(self):
-        return self.body.decode("utf-8", "replace")
-
-    def json(self):
-        return json.loads(self.body)
-
-    def __repr__(self):
-        return "<RawResponse %r headers=%r body=%r>" % (self.status, self.headers, self.body[:300])
+        super().__init__(status, "", headers, body)
 
 
 def raw_request(port, request_bytes, timeout=10.0):

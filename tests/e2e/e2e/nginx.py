@@ -246,16 +246,6 @@ class Nginx(procs.ServerProcess):
         return [l for l in self.log_text().splitlines()
                 if "trap" in l or "filter chain failed" in l or "on_configure failure" in l]
 
-    def _failure_report(self):
-        errors = self.error_lines()
-        text = "last log lines:\n" + self.tail(80)
-        if errors:
-            text = "errors:\n" + "\n".join(errors[-20:]) + "\n" + text
-        return text
-
-    def tail(self, n=80):
-        return "\n".join(self.log_text().splitlines()[-n:])
-
     def interesting_tail(self, n=60):
         return self.tail(n)
 

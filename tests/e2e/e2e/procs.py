@@ -55,7 +55,7 @@ class StartResult:
 class ServerProcess:
     """What the Envoy and nginx launchers share. A subclass sets `proc`
     and `ports` (listener name -> port) and provides `_spawn()`,
-    `_is_ready()`, `start(timeout)` and `log_text()`."""
+    `_is_ready()`, `start(timeout)`, `log_text()` and `error_lines()`."""
 
     proc = None
 
@@ -91,6 +91,16 @@ class ServerProcess:
         self.stop()
         self.proc = None
         return self.start(timeout)
+
+    def tail(self, n=80):
+        return "\n".join(self.log_text().splitlines()[-n:])
+
+    def _failure_report(self):
+        errors = self.error_lines()
+        text = "last log lines:\n" + self.tail(80)
+        if errors:
+            text = "errors:\n" + "\n".join(errors[-20:]) + "\n" + text
+        return text
 
     def port(self, listener_name):
         return self.ports[listener_name]
