@@ -6,6 +6,7 @@
 #   make fuzz   every fuzz target for FUZZ_SECONDS (default 120) each
 #   make soak   the soak for SOAK_SECONDS (default 600)
 #   make bench  throughput and CPU per request, side by side with Envoy's native jwt_authn
+#   make bench-crypto  signature-check cost per algorithm inside wasm under V8 (node), no Envoy
 #   make build  the release .wasm
 #
 # Everything the targets need is installed by them: the wasm32-wasip1 Rust target (rustup) and a
@@ -20,7 +21,7 @@ ENVOY := $(VENV)/bin/envoy
 STAMP := $(VENV)/.installed
 E2E_ARGS ?=
 
-.PHONY: build run test fmt-check clippy unit e2e setup clean fuzz fuzz-smoke fuzz-setup soak soak-short bench kong-schema test-kong
+.PHONY: build run test fmt-check clippy unit e2e setup clean fuzz fuzz-smoke fuzz-setup soak soak-short bench bench-crypto kong-schema test-kong
 BENCH_ARGS ?=
 FUZZ_TARGETS := token jwks config request
 FUZZ_SECONDS ?= 120
@@ -118,3 +119,7 @@ test: fmt-check clippy unit e2e kong-schema fuzz-smoke soak-short
 clean:
 	cargo clean
 	rm -rf $(VENV)
+
+# Signature checks alone, per algorithm, inside wasm under node's V8.
+bench-crypto: setup
+	$(PY) tools/cryptobench/run.py $(BENCH_CRYPTO_ARGS)
