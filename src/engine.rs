@@ -216,16 +216,16 @@ impl Engine {
         rule: Option<usize>,
         may_wait: bool,
     ) -> Verdict {
-        let key = self.tokens.enabled().then(|| token_cache::digest(token));
-        if let Some(k) = &key {
-            if let Some(grant) = self.cached(store, k, rule, now_ms) {
+        let cache = self.tokens.enabled();
+        if cache {
+            if let Some(grant) = self.cached(store, token, rule, now_ms) {
                 metrics.incr(Metric::TokenCacheHit);
                 return Verdict::Allow(grant);
             }
         }
         match self.decide(store, metrics, now_ms, token, rule, may_wait) {
             Ok((v, fresh)) => {
-                if let (Some(k), Verdict::Allow(grant), Some(f)) = (key, &v, fresh) {
+                if let (true, Verdict::Allow(grant), Some(f)) = (cache, &v, fresh) {
                     if let Some(valid_until_ms) = f.valid_until_ms {
                         let entry = token_cache::Entry {
                             provider: f.provider,
@@ -234,7 +234,7 @@ impl Engine {
                             valid_until_ms,
                             grant: grant.clone(),
                         };
-                        self.tokens.insert(k, entry);
+                        self.tokens.insert(token, entry);
                     }
                 }
                 v
@@ -246,14 +246,14 @@ impl Engine {
     fn cached(
         &mut self,
         store: &dyn SharedStore,
-        key: &token_cache::Digest,
+        token: &str,
         rule: Option<usize>,
         now_ms: u64,
     ) -> Option<Grant> {
-        let provider = self.tokens.provider_of(key)?;
+        let provider = self.tokens.provider_of(token)?;
         // The key set may have changed in another worker: read its generation.
         let gen = self.sync(store, provider).ok()?;
-        self.tokens.get(key, rule, now_ms, |_| gen)
+        self.tokens.get(token, rule, now_ms, |_| gen)
     }
 
     /// Verified tokens this worker holds (for tests and `cache/info`).
