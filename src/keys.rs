@@ -16,6 +16,7 @@ use p521::ecdsa::signature::Verifier as _;
 
 use crate::alg::{Alg, AlgSet, KeyFamily};
 use crate::hostcrypto::{self, HostCrypto};
+use crate::pem::{PemError, PemKey};
 
 /// The smallest RSA modulus accepted (RFC 7518 section 3.3 and NIST).
 pub const MIN_RSA_BITS: usize = 2048;
@@ -26,7 +27,7 @@ pub enum KeyError {
     RsaTooSmall(usize),
     Invalid(&'static str),
     NotAllowed,
-    NotPem,
+    Pem(PemError),
 }
 
 impl fmt::Display for KeyError {
@@ -42,9 +43,7 @@ impl fmt::Display for KeyError {
             KeyError::NotAllowed => {
                 f.write_str("key type matches no algorithm in allowed_algorithms")
             }
-            KeyError::NotPem => f.write_str(
-                "not a PEM public key (RSA, EC P-256/P-384/P-521 or Ed25519 SubjectPublicKeyInfo)",
-            ),
+            KeyError::Pem(e) => write!(f, "not a usable PEM public key: {e}"),
         }
     }
 }
@@ -302,32 +301,10 @@ pub struct FallbackKey {
 impl FallbackKey {
     /// Parses a PEM SubjectPublicKeyInfo (or PKCS#1 RSA) public key.
     pub fn from_pem(pem: &str, allowed: AlgSet) -> Result<FallbackKey, KeyError> {
-        let pem = pem.trim();
-        let key = if let Ok(k) = RS256PublicKey::from_pem(pem) {
-            let c = k.to_components();
-            PublicKey::rsa(&c.n, &c.e, allowed)?
-        } else if let Ok(k) = ES256PublicKey::from_pem(pem) {
-            PublicKey::ec(
-                KeyFamily::P256,
-                &k.public_key().to_bytes_uncompressed(),
-                allowed,
-            )?
-        } else if let Ok(k) = ES384PublicKey::from_pem(pem) {
-            PublicKey::ec(
-                KeyFamily::P384,
-                &k.public_key().to_bytes_uncompressed(),
-                allowed,
-            )?
-        } else if let Ok(k) = Ed25519PublicKey::from_pem(pem) {
-            PublicKey::ed25519(&k.to_bytes(), allowed)?
-        } else {
-            use p521::pkcs8::DecodePublicKey;
-            match p521::ecdsa::VerifyingKey::from_public_key_pem(pem) {
-                Ok(vk) => {
-                    PublicKey::ec(KeyFamily::P521, vk.to_sec1_point(false).as_bytes(), allowed)?
-                }
-                Err(_) => return Err(KeyError::NotPem),
-            }
+        let key = match crate::pem::parse(pem).map_err(KeyError::Pem)? {
+            PemKey::Rsa { n, e } => PublicKey::rsa(&n, &e, allowed)?,
+            PemKey::Ec { family, sec1 } => PublicKey::ec(family, &sec1, allowed)?,
+            PemKey::Ed25519(raw) => PublicKey::ed25519(&raw, allowed)?,
         };
         Ok(FallbackKey { key })
     }
@@ -365,6 +342,49 @@ mod tests {
     }
 
     #[test]
+    fn fallback_pems_written_by_other_encoders_load_and_verify() {
+        use jwt_simple::prelude::*;
+        let all = AlgSet::of(&Alg::ALL);
+        let claims = || Claims::create(Duration::from_mins(5));
+        let check = |pem: &str, family: KeyFamily, alg: Alg, token: String| {
+            let k = FallbackKey::from_pem(pem, all).unwrap().key;
+            assert_eq!(k.family(), family);
+            let (input, sig) = token.rsplit_once('.').unwrap();
+            let sig =
+                base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, sig)
+                    .unwrap();
+            k.verify(alg, &token, input, &sig, 0).unwrap();
+        };
+        let rsa = RS256KeyPair::generate(2048).unwrap();
+        let t = rsa.sign(claims()).unwrap();
+        check(
+            &rsa.public_key().to_pem().unwrap(),
+            KeyFamily::Rsa,
+            Alg::RS256,
+            t,
+        );
+        let p256 = ES256KeyPair::generate();
+        let t = p256.sign(claims()).unwrap();
+        check(
+            &p256.public_key().to_pem().unwrap(),
+            KeyFamily::P256,
+            Alg::ES256,
+            t,
+        );
+        let p384 = ES384KeyPair::generate();
+        let t = p384.sign(claims()).unwrap();
+        check(
+            &p384.public_key().to_pem().unwrap(),
+            KeyFamily::P384,
+            Alg::ES384,
+            t,
+        );
+        let ed = Ed25519KeyPair::generate();
+        let t = ed.sign(claims()).unwrap();
+        check(&ed.public_key().to_pem(), KeyFamily::Ed25519, Alg::EdDSA, t);
+    }
+
+    #[test]
     fn garbage_pem_is_refused() {
         assert_eq!(
             FallbackKey::from_pem(
@@ -372,7 +392,7 @@ mod tests {
                 AlgSet::of(&Alg::ALL)
             )
             .unwrap_err(),
-            KeyError::NotPem
+            KeyError::Pem(PemError::Der("SubjectPublicKeyInfo"))
         );
     }
 }

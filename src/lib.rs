@@ -28,6 +28,7 @@ pub mod jose;
 pub mod jwks;
 pub mod keys;
 pub mod metrics;
+pub mod pem;
 pub mod policy;
 pub mod response;
 pub mod rules;
