@@ -17,8 +17,11 @@ What it starts, all on 127.0.0.1, and stops (by process group) when it ends:
         native_cache  the same with jwt_cache_config {jwt_cache_size: 10000}
         wasm_noop     this filter, single rule {"path_prefix": "/", "auth": "public"}
         wasm_host     this filter, host_crypto "on",  token_cache_size 0
+        wasm_host_id  the same with the identity filter-state property on (the default)
         wasm_pure     this filter, host_crypto "off", token_cache_size 0
         wasm_cache    this filter, defaults (token cache on)
+    Like native jwt_authn by default, the filter scenarios forward nothing but the
+    request (identity_property null), except wasm_host_id, which shows that cost.
   * wrk (1 thread, pinned to CPU 1), a Lua script rotating through a file of tokens.
 
 Runs: unique tokens (a pool of --tokens pre-minted tokens, distinct `jti`) for none,
@@ -85,10 +88,12 @@ SCENARIOS = {
     "native": ("unique", ALGS, True),
     "native_cache": ("repeated", ("RS256", "ES256"), True),
     "wasm_host": ("unique", ("RS256", "ES256"), True),
+    "wasm_host_id": ("unique", ("RS256", "ES256"), True),
     "wasm_pure": ("unique", ALGS, True),
     "wasm_cache": ("repeated", ("RS256", "ES256"), True),
 }
-ORDER = ["none", "wasm_noop", "native", "native_cache", "wasm_host", "wasm_pure", "wasm_cache"]
+ORDER = ["none", "wasm_noop", "native", "native_cache", "wasm_host", "wasm_host_id", "wasm_pure",
+         "wasm_cache"]
 # (scenario, alg) pairs that may be missing without it being a failure
 OPTIONAL = {("native", "PS256"), ("native", "EdDSA")}
 # fields a build may not know yet: dropped (and the dependent scenario listed as
@@ -386,7 +391,7 @@ def make_envoy(ctx, name, filters_by_listener, jwks_servers, cpu=None):
 
 def wasm_base(srv, **extra):
     cfg = {"jwks_uri": srv.url, "issuers": [ISS], "audiences": [AUD],
-           "allowed_algorithms": WASM_ALLOWED}
+           "allowed_algorithms": WASM_ALLOWED, "identity_property": None}
     cfg.update(extra)
     return cfg
 
@@ -409,6 +414,11 @@ def scenario_filters(ctx, name, srv, dropped):
         if "host_crypto" in dropped:
             return None
         return wasm(wasm_base(srv, host_crypto="on", token_cache_size=0))
+    if name == "wasm_host_id":
+        if "host_crypto" in dropped:
+            return None
+        return wasm(wasm_base(srv, host_crypto="on", token_cache_size=0,
+                              identity_property="jwt_jwks_identity"))
     if name == "wasm_pure":
         return wasm(wasm_base(srv, host_crypto="off", token_cache_size=0))
     if name == "wasm_cache":
@@ -629,6 +639,7 @@ CHECK_STATS = {
     "native": ("allowed", "jwt_authn.allowed"),
     "native_cache": ("cache hit", "jwt_authn.jwt_cache_hit"),
     "wasm_host": ("host verify", "jwt_jwks_host_verifications"),
+    "wasm_host_id": ("host verify", "jwt_jwks_host_verifications"),
     "wasm_pure": ("allowed", "jwt_jwks_allowed"),
     "wasm_cache": ("cache hit", "jwt_jwks_token_cache_hit"),
 }
@@ -779,7 +790,7 @@ def summarize(specs, rounds):
     rows = []
     for sp in specs:
         added, ratio = [], []
-        if sp.scenario in ("wasm_host", "wasm_pure"):
+        if sp.scenario in ("wasm_host", "wasm_host_id", "wasm_pure"):
             ref = by_key.get(("native", sp.alg, "unique"))
         elif sp.scenario == "wasm_cache":
             ref = by_key.get(("native_cache", sp.alg, "repeated"))
