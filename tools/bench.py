@@ -243,7 +243,9 @@ class EnvoyProc:
         return proc_status_kb(self.proc.pid, "VmRSS")
 
     def stats(self, regex="jwt|downstream_rq_total"):
-        """{name: value} of counters and gauges matching regex (admin /stats)."""
+        """{name: value} of counters and gauges matching regex (admin /stats),
+        after the filter's next metric flush (every 100 ms)."""
+        time.sleep(0.25)
         url = "http://%s:%d/stats?format=json&filter=%s" % (
             HOST, self.admin_port, urllib.parse.quote(regex))
         with urllib.request.urlopen(url, timeout=10) as r:

@@ -386,8 +386,14 @@ class Envoy(procs.ServerProcess):
             lines.append(line)
         return "\n".join(lines[-n:])
 
+    # The filter adds its counts to Envoy's counters on each tick (100 ms),
+    # not per request: a read waits for the next flush of every worker.
+    METRIC_FLUSH_S = 0.25
+
     def stats(self):
-        """{name: value} for counters and gauges (from /stats?format=json)."""
+        """{name: value} for counters and gauges (from /stats?format=json),
+        once the filter's pending counts have been flushed."""
+        time.sleep(self.METRIC_FLUSH_S)
         r = self.admin("/stats?format=json")
         if r.status != 200:
             raise RuntimeError("admin /stats failed: %r" % r)
