@@ -6,6 +6,7 @@
 
 use std::rc::Rc;
 
+use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::alg::Alg;
@@ -34,6 +35,16 @@ pub enum Verdict {
         provider: usize,
         dispatch: bool,
     },
+}
+
+/// The verified identity handed to the host (`identity_property`), as JSON
+/// with its keys in this order.
+#[derive(Serialize)]
+struct Identity<'a> {
+    aud: Option<&'a [String]>,
+    iss: Option<&'a str>,
+    provider: Option<&'a str>,
+    sub: Option<&'a str>,
 }
 
 /// What an allowed request carries upstream.
@@ -340,13 +351,13 @@ impl Engine {
             headers.push((h.clone(), d.payload_b64().to_string()));
         }
         let identity = self.identity_property.then(|| {
-            json!({
-                "provider": self.cfg.providers.get(idx).map(|p| p.name.as_str()),
-                "iss": d.claims.iss,
-                "sub": d.claims.sub,
-                "aud": d.claims.aud.as_ref().map(|a| &a.0),
-            })
-            .to_string()
+            let id = Identity {
+                aud: d.claims.aud.as_ref().map(|a| a.0.as_slice()),
+                iss: d.claims.iss.as_deref(),
+                provider: self.cfg.providers.get(idx).map(|p| p.name.as_str()),
+                sub: d.claims.sub.as_deref(),
+            };
+            serde_json::to_string(&id).unwrap_or_default()
         });
         Ok(Grant { headers, identity })
     }
