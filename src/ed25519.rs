@@ -18,7 +18,6 @@
 //! 128-bit products that wasm has to emulate.
 #![forbid(unsafe_code)]
 
-use std::cell::OnceCell;
 use std::sync::OnceLock;
 
 use curve25519_dalek::constants::ED25519_BASEPOINT_POINT;
@@ -48,8 +47,9 @@ pub struct VerifyingKey {
     encoded: [u8; KEY_LEN],
     /// `-A`.
     minus_a: EdwardsPoint,
-    /// Radix-16 table of multiples of `-A`, built on first use.
-    table: OnceCell<Box<EdwardsBasepointTable>>,
+    /// Radix-16 table of multiples of `-A`, built on first use (`OnceLock`
+    /// keeps keys `Sync`, as the configuration's `Arc`s need).
+    table: OnceLock<Box<EdwardsBasepointTable>>,
 }
 
 impl std::fmt::Debug for VerifyingKey {
@@ -102,7 +102,7 @@ impl VerifyingKey {
         Ok(VerifyingKey {
             encoded,
             minus_a: -a,
-            table: OnceCell::new(),
+            table: OnceLock::new(),
         })
     }
 
