@@ -125,9 +125,6 @@ impl VerifyingKey {
         let Some(s) = Option::<Scalar>::from(Scalar::from_canonical_bytes(s_bytes)) else {
             return false;
         };
-        let Ok(r) = decode_point(&r_bytes) else {
-            return false;
-        };
         let mut h = hmac_sha512::Hash::new();
         h.update(r_bytes);
         h.update(self.encoded);
@@ -137,9 +134,12 @@ impl VerifyingKey {
         let table = self
             .table
             .get_or_init(|| Box::new(EdwardsBasepointTable::create(&self.minus_a)));
-        // Projective comparison: equal points, and R's encoding is canonical,
-        // so this is the byte comparison of RFC 8032 without an inversion.
-        base_table().mul_base(&s) + table.mul_base(&k) == r
+        let expected_r = base_table().mul_base(&s) + table.mul_base(&k);
+        // Equal to the canonical encoding of the computed point: so R's
+        // encoding is canonical and on the curve, and that point is R. (One
+        // inversion here is cheaper than decoding R, a square root.) R of
+        // small order is refused, as for keys.
+        expected_r.compress().as_bytes() == &r_bytes && !expected_r.is_small_order()
     }
 }
 
