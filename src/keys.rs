@@ -7,14 +7,14 @@ use std::fmt;
 
 use jwt_simple::prelude::{
     Duration, ECDSAP256PublicKeyLike, ECDSAP384PublicKeyLike, ES256PublicKey, ES384PublicKey,
-    Ed25519PublicKey, EdDSAPublicKeyLike, NoCustomClaims, PS256PublicKey, PS384PublicKey,
-    PS512PublicKey, RS256PublicKey, RS384PublicKey, RS512PublicKey, RSAPublicKeyLike,
-    UnixTimeStamp, VerificationOptions,
+    NoCustomClaims, PS256PublicKey, PS384PublicKey, PS512PublicKey, RS256PublicKey, RS384PublicKey,
+    RS512PublicKey, RSAPublicKeyLike, UnixTimeStamp, VerificationOptions,
 };
 use jwt_simple::JWTError;
 use p521::ecdsa::signature::Verifier as _;
 
 use crate::alg::{Alg, AlgSet, KeyFamily};
+use crate::ed25519;
 use crate::hostcrypto::{self, HostCrypto};
 use crate::pem::{PemError, PemKey};
 
@@ -71,7 +71,7 @@ enum Verifier {
     Es256(ES256PublicKey),
     Es384(ES384PublicKey),
     Es512(Box<p521::ecdsa::VerifyingKey>),
-    EdDsa(Ed25519PublicKey),
+    EdDsa(Box<ed25519::VerifyingKey>),
 }
 
 /// A public key, prepared for every algorithm it may verify.
@@ -180,15 +180,16 @@ impl PublicKey {
         if algs.is_empty() {
             return Err(KeyError::NotAllowed);
         }
-        if raw.len() != 32 {
-            return Err(KeyError::Invalid("Ed25519 key must be 32 bytes"));
-        }
-        let key = Ed25519PublicKey::from_bytes(raw)
-            .map_err(|_| KeyError::Invalid("weak or invalid Ed25519 key"))?;
+        let key = ed25519::VerifyingKey::from_bytes(raw).map_err(|e| match e {
+            ed25519::KeyRefusal::Length => KeyError::Invalid("Ed25519 key must be 32 bytes"),
+            ed25519::KeyRefusal::Invalid | ed25519::KeyRefusal::Weak => {
+                KeyError::Invalid("weak or invalid Ed25519 key")
+            }
+        })?;
         Ok(PublicKey {
             family: KeyFamily::Ed25519,
             algs,
-            verifiers: vec![(Alg::EdDSA, Verifier::EdDsa(key))],
+            verifiers: vec![(Alg::EdDSA, Verifier::EdDsa(Box::new(key)))],
             spki: None,
             coord_len: 0,
         })
@@ -276,7 +277,13 @@ impl PublicKey {
             Verifier::Ps512(k) => k.verify_token::<NoCustomClaims>(token, opts()).map(drop),
             Verifier::Es256(k) => k.verify_token::<NoCustomClaims>(token, opts()).map(drop),
             Verifier::Es384(k) => k.verify_token::<NoCustomClaims>(token, opts()).map(drop),
-            Verifier::EdDsa(k) => k.verify_token::<NoCustomClaims>(token, opts()).map(drop),
+            Verifier::EdDsa(k) => {
+                return if k.verify(signing_input.as_bytes(), signature) {
+                    Ok(())
+                } else {
+                    Err(SigError::BadSignature)
+                };
+            }
             Verifier::Es512(k) => {
                 let sig = p521::ecdsa::Signature::from_slice(signature)
                     .map_err(|_| SigError::BadSignature)?;
