@@ -30,6 +30,7 @@ pub mod keys;
 pub mod metrics;
 pub mod policy;
 pub mod response;
+pub mod rsa;
 pub mod rules;
 pub mod token;
 pub mod token_cache;
