@@ -126,23 +126,34 @@ impl fmt::Display for RsaError {
     }
 }
 
-/// An RSA public key prepared for verification: the modulus as 32-bit
-/// limbs (least significant first) with its Montgomery constants.
+/// An RSA public key prepared for verification: the modulus as limbs of
+/// `w` bits (least significant first, each in a `u32`) with its Montgomery
+/// constants.
 ///
-/// Every limb vector of the key and of its scratch space has `n.len()`
-/// limbs (or twice that); the arithmetic below relies on it.
+/// Why limbs narrower than 32 bits: a Montgomery product is computed column
+/// by column (product scanning), each column summing up to 2L limb products
+/// in one `u64` with no carry handling per product. With w = 28 that holds
+/// for L <= 120 limbs (2L * 2^56 < 2^64), enough for moduli up to 3360 bits;
+/// larger ones use w = 26 (L <= 631 at 16384 bits, 2L * 2^52 < 2^63). A
+/// wasm32 loop of multiply-and-add without carry chains runs about twice
+/// as fast as the 32-bit-limb carry-propagating one.
+///
+/// Every limb vector of the key and its scratch space has `n.len()` limbs;
+/// the arithmetic relies on it.
 #[derive(Clone)]
 pub struct RsaKey {
-    /// The modulus, little-endian limbs, the top limb non-zero.
+    /// The modulus, little-endian `w`-bit limbs.
     n: Vec<u32>,
-    /// -n^-1 mod 2^32.
+    /// -n^-1 mod 2^w.
     n0_inv: u32,
-    /// R^2 mod n with R = 2^(32 * n.len()): converts into Montgomery form.
+    /// R^2 mod n with R = 2^(w * n.len()): converts into Montgomery form.
     r2: Vec<u32>,
-    /// The public exponent: odd, 3 <= e < 2^64, e < n.
+    /// The public exponent: odd, 3 <= e < 2^64 (< n).
     e: u64,
     /// Bit length of n.
     bits: usize,
+    /// Limb width in bits, 28 or 26.
+    w: u32,
 }
 
 impl fmt::Debug for RsaKey {
@@ -154,20 +165,8 @@ impl fmt::Debug for RsaKey {
     }
 }
 
-/// Big-endian bytes (leading zeros allowed) to `len` little-endian limbs;
-/// `None` when the value needs more limbs.
-fn limbs_from_be(bytes: &[u8], len: usize) -> Option<Vec<u32>> {
-    let start = bytes.iter().position(|b| *b != 0).unwrap_or(bytes.len());
-    let bytes = bytes.get(start..)?;
-    if bytes.len().div_ceil(4) > len {
-        return None;
-    }
-    let mut out = vec![0u32; len];
-    for (limb, chunk) in out.iter_mut().zip(bytes.rchunks(4)) {
-        *limb = chunk.iter().fold(0u32, |acc, b| (acc << 8) | u32::from(*b));
-    }
-    Some(out)
-}
+/// The largest modulus, in bits, that uses 28-bit limbs (120 limbs).
+const MAX_BITS_W28: usize = 28 * 120;
 
 /// Compares two numbers of the same limb count.
 fn cmp_limbs(a: &[u32], b: &[u32]) -> Ordering {
@@ -179,80 +178,38 @@ fn cmp_limbs(a: &[u32], b: &[u32]) -> Ordering {
         .unwrap_or(Ordering::Equal)
 }
 
-/// a -= b over the common length; returns the borrow out.
-fn sub_in_place(a: &mut [u32], b: &[u32]) -> bool {
-    let mut borrow = false;
-    for (x, y) in a.iter_mut().zip(b) {
-        let (d1, b1) = x.overflowing_sub(*y);
-        let (d2, b2) = d1.overflowing_sub(u32::from(borrow));
-        *x = d2;
-        borrow = b1 || b2;
-    }
-    borrow
+/// Sum of x_i * y_(len-1-i): `x` forwards against `y` backwards.
+fn dot_rev(x: Option<&[u32]>, y: Option<&[u32]>) -> u64 {
+    let (Some(x), Some(y)) = (x, y) else {
+        return 0;
+    };
+    x.iter()
+        .zip(y.iter().rev())
+        .fold(0u64, |acc, (a, b)| acc + u64::from(*a) * u64::from(*b))
 }
 
-/// t = a * b, schoolbook. `t` has `2 * len` limbs, `a` and `b` `len`.
-fn mul_full(t: &mut [u32], a: &[u32], b: &[u32]) {
-    t.fill(0);
-    let len = b.len();
-    for (i, ai) in a.iter().enumerate() {
-        // Row i adds ai * b at limbs i..i+len and writes its carry to limb
-        // i+len, which no earlier row has touched (they end at i+len-1).
-        let Some((top, row)) = t.get_mut(i..=i + len).and_then(|r| r.split_last_mut()) else {
-            return;
-        };
-        let ai = u64::from(*ai);
-        let mut carry = 0u64;
-        for (tj, bj) in row.iter_mut().zip(b) {
-            let s = u64::from(*tj) + ai * u64::from(*bj) + carry;
-            *tj = s as u32;
-            carry = s >> 32;
-        }
-        *top = carry as u32;
-    }
-}
-
-/// t = a^2: the products a_i * a_j (i < j) once, doubled, plus the squares.
-/// `t` has `2 * len` limbs, `a` `len`.
-fn sqr_full(t: &mut [u32], a: &[u32]) {
-    t.fill(0);
+/// Column k of a * b: the sum of a_i * b_(k-i).
+fn mul_column(a: &[u32], b: &[u32], k: usize) -> u64 {
     let len = a.len();
-    // Off-diagonal products: row i adds a_i * a[i+1..] at limbs 2i+1.. and
-    // writes its carry to limb i+len, untouched by earlier rows.
-    for (i, ai) in a.iter().enumerate() {
-        let (Some(rest), Some((top, row))) = (
-            a.get(i + 1..),
-            t.get_mut(2 * i + 1..=i + len)
-                .and_then(|r| r.split_last_mut()),
-        ) else {
-            continue;
-        };
-        let ai = u64::from(*ai);
-        let mut carry = 0u64;
-        for (tj, bj) in row.iter_mut().zip(rest) {
-            let s = u64::from(*tj) + ai * u64::from(*bj) + carry;
-            *tj = s as u32;
-            carry = s >> 32;
-        }
-        *top = carry as u32;
-    }
-    // Double and add the squares a_i^2 at limbs 2i, 2i+1. The total is
-    // a^2 < 2^(64 len), so nothing carries out of the top limb.
-    let mut shifted_out = 0u32;
-    let mut carry = 0u64;
-    for (pair, ai) in t.chunks_exact_mut(2).zip(a) {
-        if let [lo, hi] = pair {
-            let sq = u64::from(*ai) * u64::from(*ai);
-            let lo2 = (*lo << 1) | shifted_out;
-            let hi2 = (*hi << 1) | (*lo >> 31);
-            shifted_out = *hi >> 31;
-            let s = u64::from(lo2) + (sq & 0xffff_ffff) + carry;
-            *lo = s as u32;
-            let s = u64::from(hi2) + (sq >> 32) + (s >> 32);
-            *hi = s as u32;
-            carry = s >> 32;
-        }
-    }
+    let lo = (k + 1).saturating_sub(len);
+    let hi = k.min(len - 1);
+    dot_rev(a.get(lo..=hi), b.get(k - hi..=k - lo))
+}
+
+/// Column k of a^2: the pairs a_i * a_(k-i) with i < k - i twice, plus
+/// a_(k/2)^2 when k is even.
+fn sqr_column(a: &[u32], k: usize) -> u64 {
+    let len = a.len();
+    let lo = (k + 1).saturating_sub(len);
+    // i runs from lo while i < k - i; the partners run down from k - lo.
+    let count = k.div_ceil(2) - lo;
+    let off = dot_rev(a.get(lo..lo + count), a.get(k + 1 - lo - count..=k - lo));
+    let mid = if k % 2 == 0 {
+        a.get(k / 2).map_or(0, |x| u64::from(*x) * u64::from(*x))
+    } else {
+        0
+    };
+    2 * off + mid
 }
 
 impl RsaKey {
@@ -261,25 +218,22 @@ impl RsaKey {
     ///
     /// Refused: an even modulus or one under 2^64, one over 16384 bits, an
     /// even exponent, one under 3 or over 2^64 - 1 (JWKS keys use 65537;
-    /// the cap keeps the exponentiation short), or one not below n. The
-    /// caller sets the minimum modulus size (2048 bits for JWS).
+    /// the cap keeps the exponentiation short and e < n). The caller sets
+    /// the minimum modulus size (2048 bits for JWS).
     pub fn new(n: &[u8], e: &[u8]) -> Result<RsaKey, RsaError> {
         let n_start = n.iter().position(|b| *b != 0).unwrap_or(n.len());
         let n_bytes = n.get(n_start..).unwrap_or(&[]);
         if n_bytes.len() * 8 > MAX_MODULUS_BITS + 7 {
             return Err(RsaError::ModulusTooLarge);
         }
-        let len = n_bytes.len().div_ceil(4);
-        let n_limbs = limbs_from_be(n_bytes, len).ok_or(RsaError::BadModulus)?;
-        let bits = match n_limbs.last() {
-            Some(top) if *top != 0 => 32 * len - top.leading_zeros() as usize,
-            _ => return Err(RsaError::BadModulus),
+        let bits = match n_bytes.first() {
+            Some(top) => 8 * n_bytes.len() - top.leading_zeros() as usize,
+            None => return Err(RsaError::BadModulus),
         };
         if bits > MAX_MODULUS_BITS {
             return Err(RsaError::ModulusTooLarge);
         }
-        let n0 = n_limbs.first().copied().unwrap_or(0);
-        if bits <= 64 || n0 & 1 == 0 {
+        if bits <= 64 || n_bytes.last().is_none_or(|b| b & 1 == 0) {
             return Err(RsaError::BadModulus);
         }
 
@@ -296,19 +250,24 @@ impl RsaKey {
             return Err(RsaError::BadExponent);
         }
 
+        let w = if bits <= MAX_BITS_W28 { 28 } else { 26 };
+        let mut key = RsaKey {
+            n: Vec::new(),
+            n0_inv: 0,
+            r2: Vec::new(),
+            e,
+            bits,
+            w,
+        };
+        key.n = key.limbs_from_be(n_bytes).ok_or(RsaError::BadModulus)?;
+        let n0 = key.n.first().copied().unwrap_or(0);
         // n0^-1 mod 2^32 by Newton's iteration: each step doubles the
         // number of correct low bits, and n0 is its own inverse mod 2^3.
         let mut inv = n0;
         for _ in 0..4 {
             inv = inv.wrapping_mul(2u32.wrapping_sub(n0.wrapping_mul(inv)));
         }
-        let mut key = RsaKey {
-            n: n_limbs,
-            n0_inv: inv.wrapping_neg(),
-            r2: Vec::new(),
-            e,
-            bits,
-        };
+        key.n0_inv = inv.wrapping_neg() & key.mask();
         key.r2 = key.compute_r2();
         Ok(key)
     }
@@ -328,28 +287,103 @@ impl RsaKey {
         self.e
     }
 
+    /// The limb count L: the smallest with w * L >= bits.
     fn limbs(&self) -> usize {
-        self.n.len()
+        self.bits.div_ceil(self.w as usize)
     }
 
-    /// R^2 mod n. R mod n by doubling 2^(bits-1) (< n) up to 2^(32 len);
-    /// then `len` more doublings give 2^len * R mod n, the Montgomery form
-    /// of 2^len; five Montgomery squarings raise it to 2^(32 len) = R, whose
-    /// Montgomery form is R^2 mod n.
+    fn mask(&self) -> u32 {
+        (1 << self.w) - 1
+    }
+
+    /// Big-endian bytes (leading zeros allowed) to L limbs; `None` when the
+    /// value is 2^(w L) or more.
+    fn limbs_from_be(&self, bytes: &[u8]) -> Option<Vec<u32>> {
+        let (w, mask) = (self.w, u64::from(self.mask()));
+        let mut out = vec![0u32; self.limbs()];
+        let mut limbs = out.iter_mut();
+        let mut acc = 0u64;
+        let mut have = 0u32;
+        let mut put = |v: u64| match limbs.next() {
+            Some(l) => {
+                *l = v as u32;
+                true
+            }
+            None => v == 0,
+        };
+        for b in bytes.iter().rev() {
+            acc |= u64::from(*b) << have;
+            have += 8;
+            while have >= w {
+                if !put(acc & mask) {
+                    return None;
+                }
+                acc >>= w;
+                have -= w;
+            }
+        }
+        if !put(acc) {
+            return None;
+        }
+        Some(out)
+    }
+
+    /// L limbs to `k` big-endian bytes (the value must be below 2^(8k)).
+    fn to_be(&self, limbs: &[u32], k: usize) -> Vec<u8> {
+        let mut out = vec![0u8; k];
+        let mut dst = out.iter_mut().rev();
+        let mut acc = 0u64;
+        let mut have = 0u32;
+        for l in limbs {
+            acc |= u64::from(*l) << have;
+            have += self.w;
+            while have >= 8 {
+                if let Some(d) = dst.next() {
+                    *d = acc as u8;
+                }
+                acc >>= 8;
+                have -= 8;
+            }
+        }
+        if let Some(d) = dst.next() {
+            *d = acc as u8;
+        }
+        out
+    }
+
+    /// a -= b (same limb count); the borrow out is dropped.
+    fn sub_in_place(&self, a: &mut [u32], b: &[u32]) {
+        let mask = self.mask();
+        let mut borrow = 0u32;
+        for (x, y) in a.iter_mut().zip(b) {
+            // x, y < 2^w with w <= 28: a negative difference wraps to a
+            // value with the top bit set.
+            let d = x.wrapping_sub(*y).wrapping_sub(borrow);
+            borrow = d >> 31;
+            *x = d & mask;
+        }
+    }
+
+    /// R^2 mod n. R mod n by doubling 2^(bits-1) (< n) up to 2^(w L); then
+    /// a = w L / 2^j more doublings (2^j the largest power of two dividing
+    /// w) give 2^a R mod n, the Montgomery form of 2^a; j Montgomery
+    /// squarings raise it to 2^(w L) = R, whose Montgomery form is R^2 mod n.
     fn compute_r2(&self) -> Vec<u32> {
         let len = self.limbs();
+        let w = self.w as usize;
         let mut x = vec![0u32; len];
         let top_bit = self.bits - 1;
-        if let Some(limb) = x.get_mut(top_bit / 32) {
-            *limb = 1 << (top_bit % 32);
+        if let Some(limb) = x.get_mut(top_bit / w) {
+            *limb = 1 << (top_bit % w);
         }
-        for _ in 0..(32 * len - top_bit + len) {
+        let j = self.w.trailing_zeros();
+        for _ in 0..(w * len - top_bit + ((w * len) >> j)) {
             self.double_mod(&mut x);
         }
-        let mut t = vec![0u32; 2 * len];
         let mut y = vec![0u32; len];
-        for _ in 0..5 {
-            self.mont_sqr(&mut y, &x, &mut t);
+        let mut m = vec![0u32; len];
+        for _ in 0..j {
+            self.mont_sqr(&mut y, &x, &mut m);
             std::mem::swap(&mut x, &mut y);
         }
         x
@@ -357,58 +391,62 @@ impl RsaKey {
 
     /// x = 2x mod n, for x < n.
     fn double_mod(&self, x: &mut [u32]) {
+        let mask = self.mask();
         let mut out = 0u32;
         for limb in x.iter_mut() {
-            let next = *limb >> 31;
-            *limb = (*limb << 1) | out;
-            out = next;
+            let v = (*limb << 1) | out;
+            out = v >> self.w;
+            *limb = v & mask;
         }
         if out != 0 || cmp_limbs(x, &self.n).is_ge() {
-            sub_in_place(x, &self.n);
+            self.sub_in_place(x, &self.n);
         }
     }
 
-    /// Montgomery reduction: out = t / R mod n, for t < n * R (`t` has
-    /// `2 len` limbs and is clobbered). The result is fully reduced.
-    fn mont_reduce(&self, out: &mut [u32], t: &mut [u32]) {
+    /// Montgomery product by product scanning: out = (sum of the columns
+    /// `ab(k)`) / R mod n, fully reduced, where the columns are those of a
+    /// product of two numbers below n. `m` (L limbs) is scratch.
+    ///
+    /// Column k < L adds the products m_i n_(k-i) for i < k, then picks
+    /// m_k so that the column's low w bits become zero; columns k >= L
+    /// give the result limbs. Each column holds at most 2L products of two
+    /// w-bit limbs plus the previous column's carry: under 2^64 (see
+    /// [`RsaKey`]). The result (ab + mn) / R is below 2n: one subtraction
+    /// at most.
+    fn mont_columns(&self, out: &mut [u32], m: &mut [u32], ab: impl Fn(usize) -> u64) {
         let len = self.limbs();
-        let mut top_carry = 0u64;
-        for i in 0..len {
-            // Adds m * n at limb i, making limb i zero, and folds the carry
-            // into limb i+len, whose own carry out moves on to limb
-            // i+len+1 in the next round through `top_carry`.
-            let Some((last, row)) = t.get_mut(i..=i + len).and_then(|r| r.split_last_mut()) else {
-                return;
-            };
-            let m = u64::from(row.first().copied().unwrap_or(0).wrapping_mul(self.n0_inv));
-            let mut carry = 0u64;
-            for (tj, nj) in row.iter_mut().zip(&self.n) {
-                let s = u64::from(*tj) + m * u64::from(*nj) + carry;
-                *tj = s as u32;
-                carry = s >> 32;
+        let (w, mask) = (self.w, self.mask());
+        let n = self.n.as_slice();
+        let n0 = u64::from(n.first().copied().unwrap_or(0));
+        let mut acc = 0u64;
+        for k in 0..len {
+            acc += ab(k) + dot_rev(m.get(..k), n.get(1..=k));
+            let mk = (acc as u32).wrapping_mul(self.n0_inv) & mask;
+            if let Some(slot) = m.get_mut(k) {
+                *slot = mk;
             }
-            let s = u64::from(*last) + carry + top_carry;
-            *last = s as u32;
-            top_carry = s >> 32;
+            acc += u64::from(mk) * n0;
+            acc >>= w;
         }
-        // (t + m n) / R < 2n: one subtraction at most.
-        let high = t.get(len..).unwrap_or(&[]);
-        copy_limbs(out, high);
-        if top_carry != 0 || cmp_limbs(out, &self.n).is_ge() {
-            sub_in_place(out, &self.n);
+        for (k, o) in (len..2 * len).zip(out.iter_mut()) {
+            let lo = k + 1 - len;
+            acc += ab(k) + dot_rev(m.get(lo..len), n.get(lo..len));
+            *o = acc as u32 & mask;
+            acc >>= w;
+        }
+        if acc != 0 || cmp_limbs(out, n).is_ge() {
+            self.sub_in_place(out, n);
         }
     }
 
     /// out = a * b / R mod n, for a, b < n.
-    fn mont_mul(&self, out: &mut [u32], a: &[u32], b: &[u32], t: &mut [u32]) {
-        mul_full(t, a, b);
-        self.mont_reduce(out, t);
+    fn mont_mul(&self, out: &mut [u32], a: &[u32], b: &[u32], m: &mut [u32]) {
+        self.mont_columns(out, m, |k| mul_column(a, b, k));
     }
 
     /// out = a^2 / R mod n, for a < n.
-    fn mont_sqr(&self, out: &mut [u32], a: &[u32], t: &mut [u32]) {
-        sqr_full(t, a);
-        self.mont_reduce(out, t);
+    fn mont_sqr(&self, out: &mut [u32], a: &[u32], m: &mut [u32]) {
+        self.mont_columns(out, m, |k| sqr_column(a, k));
     }
 
     /// RSAVP1 and I2OSP (RFC 8017 sections 5.2.2, 4.1): s^e mod n as `size()`
@@ -420,40 +458,32 @@ impl RsaKey {
             return None;
         }
         let len = self.limbs();
-        let s = limbs_from_be(sig, len)?;
+        let s = self.limbs_from_be(sig)?;
         if cmp_limbs(&s, &self.n).is_ge() {
             return None;
         }
-        let mut t = vec![0u32; 2 * len];
+        let mut m = vec![0u32; len];
         let mut x = vec![0u32; len];
         let mut y = vec![0u32; len];
         // x = s R mod n, the Montgomery form of s.
-        self.mont_mul(&mut x, &s, &self.r2, &mut t);
+        self.mont_mul(&mut x, &s, &self.r2, &mut m);
         let s_mont = x.clone();
         // Left to right over the bits of e below the top one. The last bit
         // is 1 (e is odd); multiplying by plain s there, not s R, also
         // leaves Montgomery form: (s^(e-1) R) * s / R = s^e.
         let top = 63 - self.e.leading_zeros();
         for bit in (0..top).rev() {
-            self.mont_sqr(&mut y, &x, &mut t);
+            self.mont_sqr(&mut y, &x, &mut m);
             if bit == 0 {
-                self.mont_mul(&mut x, &y, &s, &mut t);
+                self.mont_mul(&mut x, &y, &s, &mut m);
             } else if (self.e >> bit) & 1 == 1 {
-                self.mont_mul(&mut x, &y, &s_mont, &mut t);
+                self.mont_mul(&mut x, &y, &s_mont, &mut m);
             } else {
                 std::mem::swap(&mut x, &mut y);
             }
         }
-        // x < n < 2^(8k): its bytes beyond k are zero.
-        let mut em = vec![0u8; k];
-        for (dst, src) in em
-            .iter_mut()
-            .rev()
-            .zip(x.iter().flat_map(|l| l.to_le_bytes()))
-        {
-            *dst = src;
-        }
-        Some(em)
+        // x < n < 2^(8k).
+        Some(self.to_be(&x, k))
     }
 
     /// RSASSA-PKCS1-V1_5-VERIFY (RFC 8017 section 8.2.2): builds the one
@@ -500,11 +530,6 @@ impl RsaKey {
         };
         emsa_pss_verify(hash, msg, em, em_bits)
     }
-}
-
-/// out = the first `out.len()` limbs of `src`.
-fn copy_limbs(out: &mut [u32], src: &[u32]) {
-    out.iter_mut().zip(src).for_each(|(d, s)| *d = *s);
 }
 
 /// EMSA-PSS-VERIFY (RFC 8017 section 9.1.2), sLen = hLen, MGF1 with `hash`.
@@ -563,14 +588,9 @@ fn emsa_pss_verify(hash: Hash, msg: &[u8], em: &[u8], em_bits: usize) -> bool {
 mod tests {
     use super::*;
 
-    fn from_u128(v: u128, len: usize) -> Vec<u32> {
-        (0..len)
-            .map(|i| v.checked_shr(32 * i as u32).unwrap_or(0) as u32)
-            .collect()
-    }
-
-    /// Big numbers as bytes for reference arithmetic: schoolbook over u8
-    /// digits, slow but obviously right.
+    /// Reference arithmetic on big-endian bytes, independent of the code
+    /// under test: schoolbook multiplication over u8 digits and bit-serial
+    /// reduction, slow but obviously right.
     fn be_mul(a: &[u8], b: &[u8]) -> Vec<u8> {
         let mut out = vec![0u32; a.len() + b.len()];
         for (i, x) in a.iter().rev().enumerate() {
@@ -587,31 +607,53 @@ mod tests {
         out.iter().rev().map(|d| *d as u8).collect()
     }
 
-    /// a mod n by shift-and-subtract over bits (big-endian bytes).
+    /// a mod n (big-endian bytes), as `n.len()` bytes.
     fn be_mod(a: &[u8], n: &[u8]) -> Vec<u8> {
-        let len = n.len().div_ceil(4) + 1;
-        let n_l = limbs_from_be(n, len).unwrap();
-        let mut r = vec![0u32; len];
+        // r and n as little-endian bytes, one spare byte for the shift.
+        let n_le: Vec<u16> = n.iter().rev().map(|b| u16::from(*b)).chain([0]).collect();
+        let mut r = vec![0u16; n_le.len()];
         for byte in a {
             for bit in (0..8).rev() {
-                let mut out = (byte >> bit) as u32 & 1;
-                for l in r.iter_mut() {
-                    let next = *l >> 31;
-                    *l = (*l << 1) | out;
-                    out = next;
+                let mut carry = u16::from((byte >> bit) & 1);
+                for d in r.iter_mut() {
+                    let v = (*d << 1) | carry;
+                    *d = v & 0xff;
+                    carry = v >> 8;
                 }
-                if cmp_limbs(&r, &n_l).is_ge() {
-                    sub_in_place(&mut r, &n_l);
+                let ge = r
+                    .iter()
+                    .rev()
+                    .zip(n_le.iter().rev())
+                    .map(|(x, y)| x.cmp(y))
+                    .find(|o| o.is_ne())
+                    .unwrap_or(Ordering::Equal)
+                    .is_ge();
+                if ge {
+                    let mut borrow = 0i32;
+                    for (x, y) in r.iter_mut().zip(&n_le) {
+                        let d = i32::from(*x) - i32::from(*y) - borrow;
+                        borrow = i32::from(d < 0);
+                        *x = (d & 0xff) as u16;
+                    }
                 }
             }
         }
-        let mut bytes: Vec<u8> = r.iter().rev().flat_map(|l| l.to_be_bytes()).collect();
-        bytes.drain(..bytes.len() - n.len());
-        bytes
+        r.iter().take(n.len()).rev().map(|d| *d as u8).collect()
     }
 
-    fn limbs_to_be(l: &[u32]) -> Vec<u8> {
-        l.iter().rev().flat_map(|x| x.to_be_bytes()).collect()
+    /// 2^e as big-endian bytes.
+    fn pow2(e: usize) -> Vec<u8> {
+        let mut v = vec![0u8; e / 8 + 1];
+        v[0] = 1 << (e % 8);
+        v
+    }
+
+    /// A key's limbs as `n.len()` big-endian bytes (the value fits).
+    fn to_bytes(key: &RsaKey, x: &[u32]) -> Vec<u8> {
+        let wide = key.to_be(x, (key.w as usize * key.limbs()).div_ceil(8) + 1);
+        let k = key.size();
+        assert!(wide[..wide.len() - k].iter().all(|b| *b == 0));
+        wide[wide.len() - k..].to_vec()
     }
 
     /// A deterministic xorshift generator.
@@ -637,91 +679,144 @@ mod tests {
     }
 
     #[test]
-    fn limbs_round_trip_with_leading_zeros() {
-        let l = limbs_from_be(&[0, 0, 1, 2, 3, 4, 5], 2).unwrap();
-        assert_eq!(l, vec![0x0203_0405, 0x01]);
-        assert_eq!(limbs_from_be(&[1, 0, 0, 0, 0], 1), None);
-        assert_eq!(limbs_from_be(&[], 2).unwrap(), vec![0, 0]);
+    fn limb_width_follows_the_column_bound() {
+        let at = |bits: usize| {
+            let mut n = vec![0xffu8; bits.div_ceil(8)];
+            n[0] = 0xff >> (8 * n.len() - bits);
+            let key = RsaKey::new(&n, &[3]).unwrap();
+            assert_eq!(key.bits(), bits);
+            (key.w, key.limbs())
+        };
+        assert_eq!(at(2048), (28, 74));
+        assert_eq!(at(3072), (28, 110));
+        assert_eq!(at(3360), (28, 120));
+        assert_eq!(at(3361), (26, 130));
+        assert_eq!(at(4096), (26, 158));
+        assert_eq!(at(16384), (26, 631));
+    }
+
+    #[test]
+    fn limbs_round_trip() {
+        let mut rng = Rng(3);
+        for bytes in [9usize, 64, 256, 421, 512] {
+            let n = odd_modulus(&mut rng, bytes);
+            let key = RsaKey::new(&n, &[3]).unwrap();
+            let mask = key.mask();
+            for _ in 0..10 {
+                let v = rng.bytes(bytes);
+                let limbs = key.limbs_from_be(&v).unwrap();
+                assert!(limbs.iter().all(|l| *l <= mask));
+                assert_eq!(key.to_be(&limbs, bytes), v);
+                // Leading zeros change nothing.
+                let mut padded = vec![0u8; 5];
+                padded.extend_from_slice(&v);
+                assert_eq!(key.limbs_from_be(&padded).unwrap(), limbs);
+            }
+            let wl = key.w as usize * key.limbs();
+            assert!(key.limbs_from_be(&pow2(wl)).is_none());
+            let below: Vec<u8> = be_mod(&pow2(wl), &pow2(wl)); // zero
+            assert!(key.limbs_from_be(&below).unwrap().iter().all(|l| *l == 0));
+            let mut max = vec![0xffu8; wl.div_ceil(8)];
+            max[0] = 0xff >> (8 * max.len() - wl);
+            assert!(key.limbs_from_be(&max).unwrap().iter().all(|l| *l == mask));
+        }
     }
 
     #[test]
     fn n0_inv_is_minus_inverse() {
         let mut rng = Rng(7);
-        for _ in 0..50 {
-            let n = odd_modulus(&mut rng, 64);
-            let key = RsaKey::new(&n, &[1, 0, 1]).unwrap();
-            assert_eq!(key.n[0].wrapping_mul(key.n0_inv), u32::MAX);
+        for bytes in [64usize, 500] {
+            for _ in 0..50 {
+                let n = odd_modulus(&mut rng, bytes);
+                let key = RsaKey::new(&n, &[1, 0, 1]).unwrap();
+                assert_eq!(key.n[0].wrapping_mul(key.n0_inv) & key.mask(), key.mask());
+            }
         }
     }
 
     #[test]
-    fn mul_and_square_match_reference() {
+    fn columns_match_schoolbook() {
         let mut rng = Rng(99);
-        for len in [1usize, 2, 3, 5, 8, 17] {
-            for _ in 0..20 {
-                let a = rng.bytes(4 * len);
-                let b = rng.bytes(4 * len);
-                let al = limbs_from_be(&a, len).unwrap();
-                let bl = limbs_from_be(&b, len).unwrap();
-                let mut t = vec![0u32; 2 * len];
-                mul_full(&mut t, &al, &bl);
-                assert_eq!(limbs_to_be(&t), be_mul(&a, &b));
-                sqr_full(&mut t, &al);
-                assert_eq!(limbs_to_be(&t), be_mul(&a, &a));
+        for len in [1usize, 2, 3, 5, 8, 17, 120] {
+            let mut cases: Vec<(Vec<u32>, Vec<u32>)> = (0..10)
+                .map(|_| {
+                    let a = (0..len).map(|_| rng.next() as u32 >> 4).collect();
+                    let b = (0..len).map(|_| rng.next() as u32 >> 4).collect();
+                    (a, b)
+                })
+                .collect();
+            cases.push((vec![(1 << 28) - 1; len], vec![(1 << 28) - 1; len]));
+            for (a, b) in &cases {
+                for k in 0..2 * len {
+                    let mut ab = 0u64;
+                    let mut aa = 0u64;
+                    for i in 0..len {
+                        for j in 0..len {
+                            if i + j == k {
+                                ab += u64::from(a[i]) * u64::from(b[j]);
+                                aa += u64::from(a[i]) * u64::from(a[j]);
+                            }
+                        }
+                    }
+                    assert_eq!(mul_column(a, b, k), ab, "len {len} k {k}");
+                    assert_eq!(sqr_column(a, k), aa, "len {len} k {k}");
+                }
             }
-            // All-ones limbs: every carry path at its maximum.
-            let m = vec![u32::MAX; len];
-            let mb = limbs_to_be(&m);
-            let mut t = vec![0u32; 2 * len];
-            mul_full(&mut t, &m, &m);
-            assert_eq!(limbs_to_be(&t), be_mul(&mb, &mb));
-            sqr_full(&mut t, &m);
-            assert_eq!(limbs_to_be(&t), be_mul(&mb, &mb));
         }
+    }
+
+    /// Checks out = a b / R mod n, i.e. out R = a b (mod n), and out < n.
+    fn check_mont(key: &RsaKey, n: &[u8], out: &[u32], a: &[u32], b: &[u32]) {
+        let r = pow2(key.w as usize * key.limbs());
+        let lhs = be_mod(&be_mul(&to_bytes(key, out), &r), n);
+        let rhs = be_mod(&be_mul(&to_bytes(key, a), &to_bytes(key, b)), n);
+        assert_eq!(lhs, rhs);
+        assert!(cmp_limbs(out, &key.n).is_lt());
     }
 
     #[test]
     fn montgomery_multiplication_matches_reference() {
         let mut rng = Rng(1234);
-        for bytes in [12usize, 16, 33, 64, 256] {
-            let n = odd_modulus(&mut rng, bytes);
-            let key = RsaKey::new(&n, &[3]).unwrap();
+        let mut moduli: Vec<Vec<u8>> = [12usize, 16, 33, 64, 256, 384, 421, 512]
+            .iter()
+            .map(|b| odd_modulus(&mut rng, *b))
+            .collect();
+        // All-ones moduli at the largest limb count of each width: n - 1
+        // squared fills every column to its bound.
+        moduli.push(vec![0xff; 420]);
+        moduli.push(vec![0xff; 2048]);
+        for n in &moduli {
+            let key = RsaKey::new(n, &[3]).unwrap();
             let len = key.limbs();
-            let mut r = vec![0u8; 4 * len + 1];
-            r[0] = 1;
-            let r_inv_check = |x: &[u32], a: &[u8], b: &[u8]| {
-                // x = a b / R mod n  <=>  x R = a b mod n.
-                let lhs = be_mod(&be_mul(&limbs_to_be(x), &r), &n);
-                let rhs = be_mod(&be_mul(a, b), &n);
-                assert_eq!(lhs, rhs);
-                assert!(cmp_limbs(x, &key.n).is_lt());
-            };
-            let nm1 = {
-                let mut v = key.n.clone();
-                v[0] -= 1;
-                v
-            };
+            let limbs = |v: &[u8]| key.limbs_from_be(v).unwrap();
+            let mut nm1_bytes = n.clone();
+            *nm1_bytes.last_mut().unwrap() -= 1;
+            let nm1 = limbs(&nm1_bytes);
+            let one = limbs(&[1]);
+            let zero = vec![0u32; len];
             let mut cases = vec![
-                (vec![0u32; len], nm1.clone()),
-                (from_u128(1, len), from_u128(1, len)),
+                (zero.clone(), nm1.clone()),
+                (one.clone(), one.clone()),
                 (nm1.clone(), nm1.clone()),
-                (from_u128(1, len), nm1.clone()),
+                (one.clone(), nm1.clone()),
             ];
-            for _ in 0..10 {
-                let a = be_mod(&rng.bytes(bytes), &n);
-                let b = be_mod(&rng.bytes(bytes), &n);
-                cases.push((
-                    limbs_from_be(&a, len).unwrap(),
-                    limbs_from_be(&b, len).unwrap(),
-                ));
+            let rounds = if n.len() > 1000 { 1 } else { 6 };
+            for _ in 0..rounds {
+                let a = be_mod(&rng.bytes(n.len()), n);
+                let b = be_mod(&rng.bytes(n.len()), n);
+                cases.push((limbs(&a), limbs(&b)));
             }
-            let mut t = vec![0u32; 2 * len];
+            let mut m = vec![0u32; len];
             let mut x = vec![0u32; len];
             for (a, b) in &cases {
-                key.mont_mul(&mut x, a, b, &mut t);
-                r_inv_check(&x, &limbs_to_be(a), &limbs_to_be(b));
-                key.mont_sqr(&mut x, a, &mut t);
-                r_inv_check(&x, &limbs_to_be(a), &limbs_to_be(a));
+                key.mont_mul(&mut x, a, b, &mut m);
+                check_mont(&key, n, &x, a, b);
+                let mut sq = vec![0u32; len];
+                key.mont_sqr(&mut sq, a, &mut m);
+                check_mont(&key, n, &sq, a, a);
+                // The squaring and the multiplication agree.
+                key.mont_mul(&mut x, a, a, &mut m);
+                assert_eq!(sq, x);
             }
         }
     }
@@ -729,20 +824,15 @@ mod tests {
     #[test]
     fn r2_matches_reference() {
         let mut rng = Rng(42);
-        for bytes in [9usize, 12, 13, 64, 100, 256, 512] {
+        for bytes in [9usize, 12, 13, 64, 100, 256, 420, 421, 512, 2048] {
             let n = odd_modulus(&mut rng, bytes);
-            // A modulus whose top limb is not full.
+            // A modulus whose top byte is 1.
             let mut n_short = n.clone();
             n_short[0] = 1;
             for n in [n, n_short] {
                 let key = RsaKey::new(&n, &[1, 0, 1]).unwrap();
-                let len = key.limbs();
-                let mut r2 = vec![0u8; 8 * len + 1];
-                r2[0] = 1;
-                let expect = be_mod(&r2, &n);
-                let got = limbs_to_be(&key.r2);
-                assert_eq!(&got[got.len() - n.len()..], &expect[..]);
-                assert!(got[..got.len() - n.len()].iter().all(|b| *b == 0));
+                let r2 = pow2(2 * key.w as usize * key.limbs());
+                assert_eq!(to_bytes(&key, &key.r2), be_mod(&r2, &n), "{bytes} bytes");
             }
         }
     }
