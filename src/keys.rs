@@ -1,6 +1,7 @@
 //! Verification keys: built once from JWK components or a PEM, then used to
-//! check signatures. The crypto is jwt-simple's (pure Rust on every target)
-//! plus the `p521` crate for ES512, which jwt-simple lacks.
+//! check signatures. RSA is this crate's own verification-only `rsa`
+//! module; the rest is jwt-simple's (pure Rust on every target) plus the
+//! `p521` crate for ES512, which jwt-simple lacks.
 #![forbid(unsafe_code)]
 
 use std::fmt;
