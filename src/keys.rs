@@ -1,14 +1,14 @@
 //! Verification keys: built once from JWK components or a PEM, then used to
-//! check signatures. The crypto is jwt-simple's (pure Rust on every target)
-//! plus the `p521` crate for ES512, which jwt-simple lacks.
+//! check signatures. RSA is this crate's own verification-only `rsa`
+//! module; the rest is jwt-simple's (pure Rust on every target) plus the
+//! `p521` crate for ES512, which jwt-simple lacks.
 #![forbid(unsafe_code)]
 
 use std::fmt;
 
 use jwt_simple::prelude::{
     Duration, ECDSAP256PublicKeyLike, ECDSAP384PublicKeyLike, ES256PublicKey, ES384PublicKey,
-    NoCustomClaims, PS256PublicKey, PS384PublicKey, PS512PublicKey, RS256PublicKey, RS384PublicKey,
-    RS512PublicKey, RSAPublicKeyLike, UnixTimeStamp, VerificationOptions,
+    NoCustomClaims, UnixTimeStamp, VerificationOptions,
 };
 use jwt_simple::JWTError;
 use p521::ecdsa::signature::Verifier as _;
@@ -17,6 +17,7 @@ use crate::alg::{Alg, AlgSet, KeyFamily};
 use crate::ed25519;
 use crate::hostcrypto::{self, HostCrypto};
 use crate::pem::{PemError, PemKey};
+use crate::rsa::{self, RsaKey};
 
 /// The smallest RSA modulus accepted (RFC 7518 section 3.3 and NIST).
 pub const MIN_RSA_BITS: usize = 2048;
@@ -62,12 +63,6 @@ pub enum SigError {
 
 /// One (algorithm, key) pair ready to verify.
 enum Verifier {
-    Rs256(RS256PublicKey),
-    Rs384(RS384PublicKey),
-    Rs512(RS512PublicKey),
-    Ps256(PS256PublicKey),
-    Ps384(PS384PublicKey),
-    Ps512(PS512PublicKey),
     Es256(ES256PublicKey),
     Es384(ES384PublicKey),
     Es512(Box<p521::ecdsa::VerifyingKey>),
@@ -79,6 +74,8 @@ pub struct PublicKey {
     family: KeyFamily,
     algs: AlgSet,
     verifiers: Vec<(Alg, Verifier)>,
+    /// RSA keys: prepared once, for every RSA algorithm in `algs`.
+    rsa: Option<RsaKey>,
     /// DER SubjectPublicKeyInfo for host crypto (RSA and EC), built once.
     spki: Option<Vec<u8>>,
     /// EC coordinate length (32, 48, 66), for `r || s` to DER.
@@ -116,24 +113,13 @@ impl PublicKey {
         if algs.is_empty() {
             return Err(KeyError::NotAllowed);
         }
-        let bad = |_| KeyError::Invalid("RSA modulus or exponent refused");
-        let mut verifiers = Vec::new();
-        for alg in algs.iter() {
-            let v = match alg {
-                Alg::RS256 => Verifier::Rs256(RS256PublicKey::from_components(n, e).map_err(bad)?),
-                Alg::RS384 => Verifier::Rs384(RS384PublicKey::from_components(n, e).map_err(bad)?),
-                Alg::RS512 => Verifier::Rs512(RS512PublicKey::from_components(n, e).map_err(bad)?),
-                Alg::PS256 => Verifier::Ps256(PS256PublicKey::from_components(n, e).map_err(bad)?),
-                Alg::PS384 => Verifier::Ps384(PS384PublicKey::from_components(n, e).map_err(bad)?),
-                Alg::PS512 => Verifier::Ps512(PS512PublicKey::from_components(n, e).map_err(bad)?),
-                _ => continue,
-            };
-            verifiers.push((alg, v));
-        }
+        let key =
+            RsaKey::new(n, e).map_err(|_| KeyError::Invalid("RSA modulus or exponent refused"))?;
         Ok(PublicKey {
             family: KeyFamily::Rsa,
             algs,
-            verifiers,
+            verifiers: Vec::new(),
+            rsa: Some(key),
             spki: Some(hostcrypto::spki_rsa(n, e)),
             coord_len: 0,
         })
@@ -169,6 +155,7 @@ impl PublicKey {
             family,
             algs,
             verifiers: vec![(alg, v)],
+            rsa: None,
             spki: hostcrypto::spki_ec(coord_len, sec1),
             coord_len,
         })
@@ -190,6 +177,7 @@ impl PublicKey {
             family: KeyFamily::Ed25519,
             algs,
             verifiers: vec![(Alg::EdDSA, Verifier::EdDsa(Box::new(key)))],
+            rsa: None,
             spki: None,
             coord_len: 0,
         })
@@ -255,6 +243,9 @@ impl PublicKey {
         signature: &[u8],
         now_s: u64,
     ) -> Result<(), SigError> {
+        if let Some(key) = &self.rsa {
+            return verify_rsa(key, self.algs, alg, signing_input, signature);
+        }
         let Some((_, v)) = self.verifiers.iter().find(|(a, _)| *a == alg) else {
             return Err(SigError::WrongAlgorithm);
         };
@@ -269,12 +260,6 @@ impl PublicKey {
             })
         };
         let result = match v {
-            Verifier::Rs256(k) => k.verify_token::<NoCustomClaims>(token, opts()).map(drop),
-            Verifier::Rs384(k) => k.verify_token::<NoCustomClaims>(token, opts()).map(drop),
-            Verifier::Rs512(k) => k.verify_token::<NoCustomClaims>(token, opts()).map(drop),
-            Verifier::Ps256(k) => k.verify_token::<NoCustomClaims>(token, opts()).map(drop),
-            Verifier::Ps384(k) => k.verify_token::<NoCustomClaims>(token, opts()).map(drop),
-            Verifier::Ps512(k) => k.verify_token::<NoCustomClaims>(token, opts()).map(drop),
             Verifier::Es256(k) => k.verify_token::<NoCustomClaims>(token, opts()).map(drop),
             Verifier::Es384(k) => k.verify_token::<NoCustomClaims>(token, opts()).map(drop),
             Verifier::EdDsa(k) => {
@@ -296,6 +281,35 @@ impl PublicKey {
             Some(JWTError::InvalidSignature) => SigError::BadSignature,
             _ => SigError::Rejected(e.to_string()),
         })
+    }
+}
+
+/// Checks `signature` over `signing_input` with an RSA key for one of the
+/// RSA algorithms it serves.
+fn verify_rsa(
+    key: &RsaKey,
+    algs: AlgSet,
+    alg: Alg,
+    signing_input: &str,
+    signature: &[u8],
+) -> Result<(), SigError> {
+    if !algs.contains(alg) {
+        return Err(SigError::WrongAlgorithm);
+    }
+    let msg = signing_input.as_bytes();
+    let ok = match alg {
+        Alg::RS256 => key.verify_pkcs1v15(rsa::Hash::Sha256, msg, signature),
+        Alg::RS384 => key.verify_pkcs1v15(rsa::Hash::Sha384, msg, signature),
+        Alg::RS512 => key.verify_pkcs1v15(rsa::Hash::Sha512, msg, signature),
+        Alg::PS256 => key.verify_pss(rsa::Hash::Sha256, msg, signature),
+        Alg::PS384 => key.verify_pss(rsa::Hash::Sha384, msg, signature),
+        Alg::PS512 => key.verify_pss(rsa::Hash::Sha512, msg, signature),
+        _ => return Err(SigError::WrongAlgorithm),
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(SigError::BadSignature)
     }
 }
 

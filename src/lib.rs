@@ -32,6 +32,7 @@ pub mod metrics;
 pub mod pem;
 pub mod policy;
 pub mod response;
+pub mod rsa;
 pub mod rules;
 pub mod token;
 pub mod token_cache;
