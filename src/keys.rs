@@ -1,6 +1,6 @@
 //! Verification keys: built once from JWK components or a PEM, then used to
-//! check signatures. The crypto is jwt-simple's (pure Rust on every target)
-//! plus the `p521` crate for ES512, which jwt-simple lacks.
+//! check signatures. The crypto is jwt-simple's (pure Rust on every target),
+//! `crate::ecdsa` for ES256/ES384 and the `p521` crate for ES512.
 #![forbid(unsafe_code)]
 
 use std::fmt;
@@ -15,6 +15,7 @@ use jwt_simple::JWTError;
 use p521::ecdsa::signature::Verifier as _;
 
 use crate::alg::{Alg, AlgSet, KeyFamily};
+use crate::ecdsa::{P256Key, P384Key};
 use crate::hostcrypto::{self, HostCrypto};
 
 /// The smallest RSA modulus accepted (RFC 7518 section 3.3 and NIST).
@@ -69,8 +70,8 @@ enum Verifier {
     Ps256(PS256PublicKey),
     Ps384(PS384PublicKey),
     Ps512(PS512PublicKey),
-    Es256(ES256PublicKey),
-    Es384(ES384PublicKey),
+    Es256(P256Key),
+    Es384(P384Key),
     Es512(Box<p521::ecdsa::VerifyingKey>),
     EdDsa(Ed25519PublicKey),
 }
@@ -146,15 +147,15 @@ impl PublicKey {
         if algs.is_empty() {
             return Err(KeyError::NotAllowed);
         }
-        let bad = |_| KeyError::Invalid("EC point not on the curve");
+        let bad = KeyError::Invalid("EC point not on the curve");
         let (alg, v) = match family {
             KeyFamily::P256 => (
                 Alg::ES256,
-                Verifier::Es256(ES256PublicKey::from_bytes(sec1).map_err(bad)?),
+                Verifier::Es256(P256Key::from_sec1(sec1).ok_or(bad)?),
             ),
             KeyFamily::P384 => (
                 Alg::ES384,
-                Verifier::Es384(ES384PublicKey::from_bytes(sec1).map_err(bad)?),
+                Verifier::Es384(P384Key::from_sec1(sec1).ok_or(bad)?),
             ),
             KeyFamily::P521 => (
                 Alg::ES512,
@@ -275,8 +276,12 @@ impl PublicKey {
             Verifier::Ps256(k) => k.verify_token::<NoCustomClaims>(token, opts()).map(drop),
             Verifier::Ps384(k) => k.verify_token::<NoCustomClaims>(token, opts()).map(drop),
             Verifier::Ps512(k) => k.verify_token::<NoCustomClaims>(token, opts()).map(drop),
-            Verifier::Es256(k) => k.verify_token::<NoCustomClaims>(token, opts()).map(drop),
-            Verifier::Es384(k) => k.verify_token::<NoCustomClaims>(token, opts()).map(drop),
+            Verifier::Es256(k) => {
+                return verified(k.verify(signing_input.as_bytes(), signature));
+            }
+            Verifier::Es384(k) => {
+                return verified(k.verify(signing_input.as_bytes(), signature));
+            }
             Verifier::EdDsa(k) => k.verify_token::<NoCustomClaims>(token, opts()).map(drop),
             Verifier::Es512(k) => {
                 let sig = p521::ecdsa::Signature::from_slice(signature)
@@ -290,6 +295,14 @@ impl PublicKey {
             Some(JWTError::InvalidSignature) => SigError::BadSignature,
             _ => SigError::Rejected(e.to_string()),
         })
+    }
+}
+
+fn verified(ok: bool) -> Result<(), SigError> {
+    if ok {
+        Ok(())
+    } else {
+        Err(SigError::BadSignature)
     }
 }
 
