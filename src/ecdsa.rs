@@ -187,6 +187,9 @@ impl<C: EcCurve> VerifyingKey<C> {
         if bool::from(q.is_identity()) {
             return None;
         }
+        // Build the generator's table now if this VM has none yet, so that
+        // the first request does not pay for it.
+        let _ = C::generator_table();
         Some(VerifyingKey {
             table: Comb::new(q, C::KEY_WINDOW),
         })
