@@ -378,6 +378,34 @@ mod tests {
     }
 
     #[test]
+    fn ec_keys_off_the_curve_are_refused() {
+        // The P-256 generator, then the same with y changed.
+        let mut sec1 = vec![4u8];
+        sec1.extend_from_slice(&[
+            0x6b, 0x17, 0xd1, 0xf2, 0xe1, 0x2c, 0x42, 0x47, 0xf8, 0xbc, 0xe6, 0xe5, 0x63, 0xa4,
+            0x40, 0xf2, 0x77, 0x03, 0x7d, 0x81, 0x2d, 0xeb, 0x33, 0xa0, 0xf4, 0xa1, 0x39, 0x45,
+            0xd8, 0x98, 0xc2, 0x96, 0x4f, 0xe3, 0x42, 0xe2, 0xfe, 0x1a, 0x7f, 0x9b, 0x8e, 0xe7,
+            0xeb, 0x4a, 0x7c, 0x0f, 0x9e, 0x16, 0x2b, 0xce, 0x33, 0x57, 0x6b, 0x31, 0x5e, 0xce,
+            0xcb, 0xb6, 0x40, 0x68, 0x37, 0xbf, 0x51, 0xf5,
+        ]);
+        let es256 = AlgSet::of(&[Alg::ES256]);
+        let key = PublicKey::ec(KeyFamily::P256, &sec1, es256).unwrap();
+        assert_eq!(
+            key.verify(Alg::ES256, "", "a.b", &[1u8; 64], 0),
+            Err(SigError::BadSignature)
+        );
+        assert_eq!(
+            key.verify(Alg::ES384, "", "a.b", &[1u8; 96], 0),
+            Err(SigError::WrongAlgorithm)
+        );
+        sec1[64] ^= 1;
+        assert_eq!(
+            PublicKey::ec(KeyFamily::P256, &sec1, es256).unwrap_err(),
+            KeyError::Invalid("EC point not on the curve")
+        );
+    }
+
+    #[test]
     fn garbage_pem_is_refused() {
         assert_eq!(
             FallbackKey::from_pem(
