@@ -295,9 +295,7 @@ impl Engine {
         let provider = self.cfg.providers.get(idx).ok_or(Refusal::Issuer)?;
         policy::check_claims(&d.claims, &provider.claims, now_s)?;
         let max_age = provider.claims.max_token_age_s;
-        if let Some(wait) =
-            self.verify_signature(store, metrics, now_ms, token, &d, alg, idx, may_wait)?
-        {
+        if let Some(wait) = self.verify_signature(store, metrics, now_ms, &d, alg, idx, may_wait)? {
             return Ok((wait, None));
         }
         // Served from the cache until exp, and never past iat + max_token_age.
@@ -370,13 +368,11 @@ impl Engine {
         store: &dyn SharedStore,
         metrics: &dyn Metrics,
         now_ms: u64,
-        token: &str,
         d: &jose::Decoded,
         alg: Alg,
         idx: usize,
         may_wait: bool,
     ) -> Result<Option<Verdict>, Refusal> {
-        let now_s = now_ms / 1000;
         if let Err(e) = self.sync(store, idx) {
             log::warn!("jwt_jwks: reading shared keys failed: {e}; using this worker's copy");
         }
@@ -390,7 +386,7 @@ impl Engine {
             }
             let result = match on_host {
                 Some(r) => r,
-                None => key.verify(alg, token, d.signing_input, &d.signature, now_s),
+                None => key.verify(alg, d.signing_input, &d.signature),
             };
             verdict_of(result)
         };
@@ -807,9 +803,5 @@ fn verdict_of(result: Result<(), SigError>) -> Result<Option<Verdict>, Refusal> 
         Ok(()) => Ok(None),
         Err(SigError::BadSignature) => Err(Refusal::BadSignature),
         Err(SigError::WrongAlgorithm) => Err(Refusal::NoKeyForAlgorithm),
-        Err(SigError::Rejected(why)) => {
-            log::debug!("jwt_jwks: verifier refused token: {why}");
-            Err(Refusal::Rejected)
-        }
     }
 }

@@ -1,19 +1,17 @@
 //! Verification keys: built once from JWK components or a PEM, then used to
-//! check signatures. RSA is this crate's own verification-only `rsa`
-//! module; the rest is jwt-simple's (pure Rust on every target) plus the
-//! `p521` crate for ES512, which jwt-simple lacks.
+//! check signatures: RSA by this crate's verification-only `rsa` module,
+//! ES256/ES384 by `ecdsa` (the p256/p384 arithmetic with per-key tables),
+//! ES512 by the `p521` crate, EdDSA by `ed25519` (curve25519-dalek). The
+//! caller has decoded the token and checked its header and claims; a key
+//! only checks `signature` over `signing_input`.
 #![forbid(unsafe_code)]
 
 use std::fmt;
 
-use jwt_simple::prelude::{
-    Duration, ECDSAP256PublicKeyLike, ECDSAP384PublicKeyLike, ES256PublicKey, ES384PublicKey,
-    NoCustomClaims, UnixTimeStamp, VerificationOptions,
-};
-use jwt_simple::JWTError;
 use p521::ecdsa::signature::Verifier as _;
 
 use crate::alg::{Alg, AlgSet, KeyFamily};
+use crate::ecdsa::{P256Key, P384Key};
 use crate::ed25519;
 use crate::hostcrypto::{self, HostCrypto};
 use crate::pem::{PemError, PemKey};
@@ -56,15 +54,12 @@ pub enum SigError {
     BadSignature,
     /// The key cannot be used with the token's algorithm.
     WrongAlgorithm,
-    /// The verifier refused the token before or after the signature check
-    /// for a structural reason.
-    Rejected(String),
 }
 
 /// One (algorithm, key) pair ready to verify.
 enum Verifier {
-    Es256(ES256PublicKey),
-    Es384(ES384PublicKey),
+    Es256(P256Key),
+    Es384(P384Key),
     Es512(Box<p521::ecdsa::VerifyingKey>),
     EdDsa(Box<ed25519::VerifyingKey>),
 }
@@ -131,15 +126,15 @@ impl PublicKey {
         if algs.is_empty() {
             return Err(KeyError::NotAllowed);
         }
-        let bad = |_| KeyError::Invalid("EC point not on the curve");
+        let bad = KeyError::Invalid("EC point not on the curve");
         let (alg, v) = match family {
             KeyFamily::P256 => (
                 Alg::ES256,
-                Verifier::Es256(ES256PublicKey::from_bytes(sec1).map_err(bad)?),
+                Verifier::Es256(P256Key::from_sec1(sec1).ok_or(bad)?),
             ),
             KeyFamily::P384 => (
                 Alg::ES384,
-                Verifier::Es384(ES384PublicKey::from_bytes(sec1).map_err(bad)?),
+                Verifier::Es384(P384Key::from_sec1(sec1).ok_or(bad)?),
             ),
             KeyFamily::P521 => (
                 Alg::ES512,
@@ -231,56 +226,24 @@ impl PublicKey {
         }
     }
 
-    /// Checks the signature of a compact JWS whose header and claims the
-    /// caller has already checked. `signing_input` is `header.payload`,
-    /// `signature` the decoded third part. Claim checks inside jwt-simple are
-    /// neutralised (the policy module owns them); its structural checks stay.
-    pub fn verify(
-        &self,
-        alg: Alg,
-        token: &str,
-        signing_input: &str,
-        signature: &[u8],
-        now_s: u64,
-    ) -> Result<(), SigError> {
+    /// Checks `signature` (the decoded third part of a compact JWS) over
+    /// `signing_input` (`header.payload`) for `alg`.
+    pub fn verify(&self, alg: Alg, signing_input: &str, signature: &[u8]) -> Result<(), SigError> {
         if let Some(key) = &self.rsa {
             return verify_rsa(key, self.algs, alg, signing_input, signature);
         }
         let Some((_, v)) = self.verifiers.iter().find(|(a, _)| *a == alg) else {
             return Err(SigError::WrongAlgorithm);
         };
-        let opts = || {
-            Some(VerificationOptions {
-                accept_future: true,
-                time_tolerance: Some(Duration::from_secs(now_s)),
-                artificial_time: Some(UnixTimeStamp::from_secs(now_s)),
-                max_token_length: None,
-                max_header_length: Some(usize::MAX),
-                ..VerificationOptions::default()
-            })
+        let msg = signing_input.as_bytes();
+        let ok = match v {
+            Verifier::Es256(k) => k.verify(msg, signature),
+            Verifier::Es384(k) => k.verify(msg, signature),
+            Verifier::EdDsa(k) => k.verify(msg, signature),
+            Verifier::Es512(k) => p521::ecdsa::Signature::from_slice(signature)
+                .is_ok_and(|sig| k.verify(msg, &sig).is_ok()),
         };
-        let result = match v {
-            Verifier::Es256(k) => k.verify_token::<NoCustomClaims>(token, opts()).map(drop),
-            Verifier::Es384(k) => k.verify_token::<NoCustomClaims>(token, opts()).map(drop),
-            Verifier::EdDsa(k) => {
-                return if k.verify(signing_input.as_bytes(), signature) {
-                    Ok(())
-                } else {
-                    Err(SigError::BadSignature)
-                };
-            }
-            Verifier::Es512(k) => {
-                let sig = p521::ecdsa::Signature::from_slice(signature)
-                    .map_err(|_| SigError::BadSignature)?;
-                return k
-                    .verify(signing_input.as_bytes(), &sig)
-                    .map_err(|_| SigError::BadSignature);
-            }
-        };
-        result.map_err(|e| match e.downcast_ref::<JWTError>() {
-            Some(JWTError::InvalidSignature) => SigError::BadSignature,
-            _ => SigError::Rejected(e.to_string()),
-        })
+        verified(ok)
     }
 }
 
@@ -306,6 +269,10 @@ fn verify_rsa(
         Alg::PS512 => key.verify_pss(rsa::Hash::Sha512, msg, signature),
         _ => return Err(SigError::WrongAlgorithm),
     };
+    verified(ok)
+}
+
+fn verified(ok: bool) -> Result<(), SigError> {
     if ok {
         Ok(())
     } else {
@@ -374,7 +341,7 @@ mod tests {
             let sig =
                 base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, sig)
                     .unwrap();
-            k.verify(alg, &token, input, &sig, 0).unwrap();
+            k.verify(alg, input, &sig).unwrap();
         };
         let rsa = RS256KeyPair::generate(2048).unwrap();
         let t = rsa.sign(claims()).unwrap();
@@ -403,6 +370,34 @@ mod tests {
         let ed = Ed25519KeyPair::generate();
         let t = ed.sign(claims()).unwrap();
         check(&ed.public_key().to_pem(), KeyFamily::Ed25519, Alg::EdDSA, t);
+    }
+
+    #[test]
+    fn ec_keys_off_the_curve_are_refused() {
+        // The P-256 generator, then the same with y changed.
+        let mut sec1 = vec![4u8];
+        sec1.extend_from_slice(&[
+            0x6b, 0x17, 0xd1, 0xf2, 0xe1, 0x2c, 0x42, 0x47, 0xf8, 0xbc, 0xe6, 0xe5, 0x63, 0xa4,
+            0x40, 0xf2, 0x77, 0x03, 0x7d, 0x81, 0x2d, 0xeb, 0x33, 0xa0, 0xf4, 0xa1, 0x39, 0x45,
+            0xd8, 0x98, 0xc2, 0x96, 0x4f, 0xe3, 0x42, 0xe2, 0xfe, 0x1a, 0x7f, 0x9b, 0x8e, 0xe7,
+            0xeb, 0x4a, 0x7c, 0x0f, 0x9e, 0x16, 0x2b, 0xce, 0x33, 0x57, 0x6b, 0x31, 0x5e, 0xce,
+            0xcb, 0xb6, 0x40, 0x68, 0x37, 0xbf, 0x51, 0xf5,
+        ]);
+        let es256 = AlgSet::of(&[Alg::ES256]);
+        let key = PublicKey::ec(KeyFamily::P256, &sec1, es256).unwrap();
+        assert_eq!(
+            key.verify(Alg::ES256, "a.b", &[1u8; 64]),
+            Err(SigError::BadSignature)
+        );
+        assert_eq!(
+            key.verify(Alg::ES384, "a.b", &[1u8; 96]),
+            Err(SigError::WrongAlgorithm)
+        );
+        sec1[64] ^= 1;
+        assert_eq!(
+            PublicKey::ec(KeyFamily::P256, &sec1, es256).unwrap_err(),
+            KeyError::Invalid("EC point not on the curve")
+        );
     }
 
     #[test]

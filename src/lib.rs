@@ -21,6 +21,7 @@ pub mod admin;
 pub mod alg;
 pub mod cache;
 pub mod config;
+pub mod ecdsa;
 pub mod ed25519;
 pub mod engine;
 pub mod fetch;

@@ -29,8 +29,6 @@ pub enum Refusal {
     UnknownKid,
     NoKeyForAlgorithm,
     BadSignature,
-    /// The verifier refused the token for a structural reason.
-    Rejected,
     /// No signing key could be loaded in time.
     KeysUnavailable,
     /// Too many requests are already waiting for keys.
@@ -92,7 +90,6 @@ impl Refusal {
             Refusal::UnknownKid => "token key id (kid) is not in the key set",
             Refusal::NoKeyForAlgorithm => "no signing key for the token algorithm",
             Refusal::BadSignature => "token signature is invalid",
-            Refusal::Rejected => "token refused by the verifier",
             Refusal::KeysUnavailable => "signing keys are not available yet",
             Refusal::Overloaded => "too many requests are waiting for signing keys",
             Refusal::ProviderNotAllowed => "token issuer is not accepted on this route",
@@ -107,7 +104,7 @@ impl Refusal {
         match self {
             Refusal::MissingToken => "missing_token",
             Refusal::TokenTooLarge | Refusal::DuplicateHeader => "bad_request",
-            Refusal::Decode(_) | Refusal::Rejected => "malformed",
+            Refusal::Decode(_) => "malformed",
             Refusal::AlgorithmNotAllowed => "algorithm",
             Refusal::UnsupportedCrit | Refusal::UnsupportedType => "header",
             Refusal::Expired => "expired",
@@ -393,7 +390,6 @@ mod tests {
             Refusal::UnknownKid,
             Refusal::NoKeyForAlgorithm,
             Refusal::BadSignature,
-            Refusal::Rejected,
             Refusal::KeysUnavailable,
             Refusal::Overloaded,
             Refusal::ProviderNotAllowed,

@@ -93,7 +93,7 @@ impl Signer {
 
 fn ours(pk: &[u8; 32], msg: &str, sig: &[u8]) -> bool {
     match PublicKey::ed25519(pk, AlgSet::of(&[Alg::EdDSA])) {
-        Ok(key) => key.verify(Alg::EdDSA, "", msg, sig, 0).is_ok(),
+        Ok(key) => key.verify(Alg::EdDSA, msg, sig).is_ok(),
         Err(_) => false,
     }
 }

@@ -88,25 +88,10 @@ fn verdict(keys: &Result<jwks::Parsed, jwks::JwksError>, jws: &Value) -> Verdict
         Some(e) => &e.key,
         None => return Verdict::Refused("unknown kid".into()),
     };
-    match key.verify(alg, jws, signing_input, &sig, 0) {
+    match key.verify(alg, signing_input, &sig) {
         Ok(()) => Verdict::Valid,
         Err(SigError::BadSignature) => Verdict::Refused("bad signature".into()),
         Err(SigError::WrongAlgorithm) => Verdict::Refused("key does not serve alg".into()),
-        Err(SigError::Rejected(why)) => {
-            // jwt-simple checks the signature before parsing the claims; the
-            // vectors' payloads are not JSON claims. Prove the signature was
-            // accepted: the same token with one signature bit flipped must
-            // fail as a bad signature.
-            let mut flipped = sig.clone();
-            if let Some(last) = flipped.last_mut() {
-                *last ^= 1;
-            }
-            let tampered = format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(&flipped));
-            match key.verify(alg, &tampered, signing_input, &flipped, 0) {
-                Err(SigError::BadSignature) => Verdict::Valid,
-                other => Verdict::Refused(format!("rejected ({why}); flipped: {other:?}")),
-            }
-        }
     }
 }
 

@@ -35,7 +35,7 @@ fuzz_target!(|data: &[u8]| {
     let _ = policy::check_claims(&d.claims, &f.cfg.providers[0].claims, 1_800_000_000);
     let Ok(alg) = policy::check_header(&d.header, AlgSet::of(&Alg::ALL)) else { return };
     for entry in f.keys.for_alg(alg) {
-        if entry.key.verify(alg, token, d.signing_input, &d.signature, 1_800_000_000).is_ok() {
+        if entry.key.verify(alg, d.signing_input, &d.signature).is_ok() {
             panic!("a fuzzed token verified under a fixed key: {token}");
         }
     }
