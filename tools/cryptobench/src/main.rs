@@ -144,7 +144,6 @@ fn main() {
             eprintln!("{alg_name}: good signature refused: {e:?}");
         }
         let good_ok = good.is_ok();
-        let tampered = format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(&bad));
         let bad_ok = entry
             .key
             .verify(alg, signing_input, &bad)
