@@ -144,10 +144,7 @@ fn main() {
             eprintln!("{alg_name}: good signature refused: {e:?}");
         }
         let good_ok = good.is_ok();
-        let bad_ok = entry
-            .key
-            .verify(alg, signing_input, &bad)
-            .is_ok();
+        let bad_ok = entry.key.verify(alg, signing_input, &bad).is_ok();
         let sound = good_ok && !bad_ok;
         // The warm-up lets V8 tier up to its optimising compiler.
         let (us, n) = time_it(budget_ms, || {
