@@ -2,7 +2,9 @@
 //! precomputation.
 //!
 //! A JWKS key verifies many signatures over its lifetime, so each key gets a
-//! fixed-base comb table when it is loaded, as the generator does once per VM.
+//! fixed-base comb table on its first verification (a key set may list keys
+//! that never sign anything here; they cost no table), as the generator does
+//! once per VM.
 //! `R = u1·G + u2·Q` is then a sum of table entries: no doublings at all, one
 //! mixed addition per signed digit of each scalar. The field and point
 //! arithmetic are the curve crates' own (`p256`, `p384`); the only code here is
@@ -172,7 +174,8 @@ impl<C: EcCurve> Comb<C> {
 
 /// An ECDSA public key prepared for verification.
 pub struct VerifyingKey<C: EcCurve> {
-    table: Comb<C>,
+    q: C::ProjectivePoint,
+    table: OnceLock<Comb<C>>,
 }
 
 impl<C: EcCurve> VerifyingKey<C> {
@@ -191,13 +194,19 @@ impl<C: EcCurve> VerifyingKey<C> {
         // the first request does not pay for it.
         let _ = C::generator_table();
         Some(VerifyingKey {
-            table: Comb::new(q, C::KEY_WINDOW),
+            q,
+            table: OnceLock::new(),
         })
     }
 
-    /// Bytes of this key's precomputed table.
+    /// This key's table, built on first use.
+    fn table(&self) -> &Comb<C> {
+        self.table.get_or_init(|| Comb::new(self.q, C::KEY_WINDOW))
+    }
+
+    /// Bytes of this key's precomputed table (0 until its first check).
     pub fn table_bytes(&self) -> usize {
-        self.table.size_bytes()
+        self.table.get().map_or(0, Comb::size_bytes)
     }
 
     /// Whether `sig` (JOSE `r || s`, `2·LEN` bytes) is a valid signature of
@@ -223,7 +232,7 @@ impl<C: EcCurve> VerifyingKey<C> {
         let u2 = r * w;
         let mut acc = C::ProjectivePoint::identity();
         C::generator_table().add_mul(&mut acc, u1.to_repr().as_ref());
-        self.table.add_mul(&mut acc, u2.to_repr().as_ref());
+        self.table().add_mul(&mut acc, u2.to_repr().as_ref());
         let point = acc.to_affine();
         if bool::from(point.is_identity()) {
             return false;
@@ -411,6 +420,9 @@ mod tests {
         sec1.extend_from_slice(&g.x());
         sec1.extend_from_slice(&g.y());
         let key = P256Key::from_sec1(&sec1).unwrap();
+        // No table until the key checks a signature.
+        assert_eq!(key.table_bytes(), 0);
+        assert!(!key.verify(b"m", &[1u8; 64]));
         // 43 rows of 32 entries (6-bit windows).
         assert_eq!(
             key.table_bytes(),
