@@ -565,7 +565,12 @@ impl Http {
         };
         let headers: Vec<(String, String)> = raw
             .into_iter()
-            .map(|(k, v)| (k, String::from_utf8_lossy(&v).into_owned()))
+            .map(|(k, v)| {
+                // Valid UTF-8 (nearly always) keeps its buffer: no copy.
+                let v = String::from_utf8(v)
+                    .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
+                (k, v)
+            })
             .collect();
         // Envoy gives header names in lower case; ngx_wasm_module (Kong)
         // as the client wrote them.

@@ -1,8 +1,9 @@
 //! A per-worker cache of verified tokens, so a token seen again skips the
-//! signature check. Keyed by the token itself: the map hashes it with the
-//! standard library's SipHash under a per-VM random key, and a hit compares
-//! the whole token, so no two tokens can ever share an entry (a SHA-256
-//! digest as the key cost about 4 µs a request in wasm, more than the rest
+//! signature check. Keyed by the token itself: a slot is chosen by the
+//! standard library's SipHash (per-VM random key) of the token's length and
+//! last 32 bytes (signature bytes), and a hit compares the whole token, so
+//! no two tokens can ever share an entry (a SHA-256 digest of the whole
+//! token as the key cost about 4 µs a request in wasm, more than the rest
 //! of a hit). Bounded in entries and bytes, the tokens' own bytes included
 //! (oldest out first); an entry never outlives the token's `exp` (nor
 //! `iat + max_token_age`), and is void as soon as its provider's key set
@@ -10,7 +11,9 @@
 //! verified under is recorded.
 #![forbid(unsafe_code)]
 
+use std::collections::hash_map::RandomState;
 use std::collections::{HashMap, VecDeque};
+use std::hash::BuildHasher;
 use std::rc::Rc;
 
 use crate::engine::Grant;
@@ -44,11 +47,19 @@ impl Entry {
     }
 }
 
+/// Bytes of a token's end that choose its slot: signature bytes, which no
+/// one can steer for a token that verified (only verified tokens are
+/// stored; a lookup that lands on another token's slot is a miss).
+const TAIL: usize = 32;
+
 #[derive(Debug, Default)]
 pub struct TokenCache {
-    map: HashMap<Rc<str>, Entry>,
-    /// Insertion order, for eviction; shares the map's key allocations.
-    order: VecDeque<Rc<str>>,
+    /// Slot -> (token, entry). The slot is a keyed hash of the token's
+    /// length and last bytes; the whole token is compared on a hit.
+    map: HashMap<u64, (Rc<str>, Entry)>,
+    /// Insertion order, for eviction.
+    order: VecDeque<u64>,
+    hasher: RandomState,
     bytes: usize,
     max_entries: usize,
     max_bytes: usize,
@@ -60,6 +71,21 @@ impl TokenCache {
             max_entries,
             max_bytes,
             ..TokenCache::default()
+        }
+    }
+
+    fn slot(&self, token: &str) -> u64 {
+        let b = token.as_bytes();
+        let tail = b.get(b.len().saturating_sub(TAIL)..).unwrap_or(b);
+        self.hasher.hash_one((b.len(), tail))
+    }
+
+    /// The entry of exactly this token.
+    fn find(&self, token: &str) -> Option<(u64, &Entry)> {
+        let slot = self.slot(token);
+        match self.map.get(&slot) {
+            Some((t, e)) if &**t == token => Some((slot, e)),
+            _ => None,
         }
     }
 
@@ -81,7 +107,7 @@ impl TokenCache {
 
     /// The provider a cached token belongs to.
     pub fn provider_of(&self, token: &str) -> Option<usize> {
-        self.map.get(token).map(|e| e.provider)
+        self.find(token).map(|(_, e)| e.provider)
     }
 
     /// The grant for a token seen before on the same rule, if still valid:
@@ -93,9 +119,9 @@ impl TokenCache {
         now_ms: u64,
         current_gen: impl FnOnce(usize) -> u64,
     ) -> Option<Grant> {
-        let e = self.map.get(token)?;
+        let (slot, e) = self.find(token)?;
         if now_ms >= e.valid_until_ms || current_gen(e.provider) != e.gen {
-            self.remove(token);
+            self.remove(slot);
             return None;
         }
         (e.rule == rule).then(|| e.grant.clone())
@@ -106,31 +132,35 @@ impl TokenCache {
         if !self.enabled() || size > self.max_bytes {
             return;
         }
-        let key: Rc<str> = match self.map.get_key_value(token) {
-            Some((k, old)) => {
-                self.bytes = self.bytes.saturating_sub(old.size() + k.len());
-                k.clone()
+        let slot = self.slot(token);
+        match self.map.get(&slot) {
+            // The same token again: replaced in place.
+            Some((t, old)) if &**t == token => {
+                self.bytes = self.bytes.saturating_sub(old.size() + t.len());
             }
-            None => {
-                let k: Rc<str> = Rc::from(token);
-                self.order.push_back(k.clone());
-                k
-            }
-        };
+            // Another token in this slot: it goes.
+            Some(_) => self.remove(slot),
+            None => {}
+        }
+        if !self.map.contains_key(&slot) {
+            self.order.push_back(slot);
+        }
         self.bytes += size;
-        self.map.insert(key, entry);
+        self.map.insert(slot, (Rc::from(token), entry));
         while self.map.len() > self.max_entries || self.bytes > self.max_bytes {
             let Some(oldest) = self.order.pop_front() else {
                 break;
             };
-            self.remove(&oldest);
+            self.remove(oldest);
         }
     }
 
-    fn remove(&mut self, token: &str) {
-        if let Some((k, old)) = self.map.remove_entry(token) {
-            self.bytes = self.bytes.saturating_sub(old.size() + k.len());
-            self.order.retain(|o| !Rc::ptr_eq(o, &k));
+    fn remove(&mut self, slot: u64) {
+        if let Some((t, old)) = self.map.remove(&slot) {
+            self.bytes = self.bytes.saturating_sub(old.size() + t.len());
+            if let Some(pos) = self.order.iter().position(|o| *o == slot) {
+                self.order.remove(pos);
+            }
         }
     }
 
@@ -199,6 +229,26 @@ mod tests {
         c.insert("long-token", entry(1, 5));
         assert!(c.get("long-token", None, 5, |_| 1).is_none());
         assert_eq!((c.len(), c.bytes()), (0, 0));
+    }
+
+    #[test]
+    fn tokens_with_the_same_ending_never_share_an_entry() {
+        let mut c = TokenCache::new(10, 1 << 20);
+        let tail = "x".repeat(TAIL);
+        let (a, b) = (format!("a.b.{tail}"), format!("c.d.{tail}"));
+        assert_eq!(c.slot(&a), c.slot(&b), "same length and tail: same slot");
+        c.insert(&a, entry(1, u64::MAX));
+        assert!(c.get(&b, None, 0, |_| 1).is_none(), "b is not a");
+        assert!(c.get(&a, None, 0, |_| 1).is_some(), "a miss on b leaves a");
+        // The later token takes the slot; the bytes stay exact.
+        c.insert(&b, entry(1, u64::MAX));
+        assert_eq!(c.len(), 1);
+        assert!(c.get(&a, None, 0, |_| 1).is_none());
+        assert!(c.get(&b, None, 0, |_| 1).is_some());
+        assert_eq!(c.bytes(), entry(1, u64::MAX).size() + b.len());
+        // Short tokens (under the tail length) work too.
+        c.insert("t", entry(1, u64::MAX));
+        assert!(c.get("t", None, 0, |_| 1).is_some());
     }
 
     #[test]
