@@ -1,17 +1,15 @@
 //! Verification keys: built once from JWK components or a PEM, then used to
 //! check signatures: RSA by this crate's verification-only `rsa` module,
-//! ES256/ES384 by `ecdsa` (the p256/p384 arithmetic with per-key tables),
-//! ES512 by the `p521` crate, EdDSA by `ed25519` (curve25519-dalek). The
+//! ES256/ES384/ES512 by `ecdsa` (the p256/p384/p521 arithmetic with per-key
+//! tables), EdDSA by `ed25519` (curve25519-dalek). The
 //! caller has decoded the token and checked its header and claims; a key
 //! only checks `signature` over `signing_input`.
 #![forbid(unsafe_code)]
 
 use std::fmt;
 
-use p521::ecdsa::signature::Verifier as _;
-
 use crate::alg::{Alg, AlgSet, KeyFamily};
-use crate::ecdsa::{P256Key, P384Key};
+use crate::ecdsa::{P256Key, P384Key, P521Key};
 use crate::ed25519;
 use crate::hostcrypto::{self, HostCrypto};
 use crate::pem::{PemError, PemKey};
@@ -60,7 +58,7 @@ pub enum SigError {
 enum Verifier {
     Es256(P256Key),
     Es384(P384Key),
-    Es512(Box<p521::ecdsa::VerifyingKey>),
+    Es512(Box<P521Key>),
     EdDsa(Box<ed25519::VerifyingKey>),
 }
 
@@ -138,10 +136,7 @@ impl PublicKey {
             ),
             KeyFamily::P521 => (
                 Alg::ES512,
-                Verifier::Es512(Box::new(
-                    p521::ecdsa::VerifyingKey::from_sec1_bytes(sec1)
-                        .map_err(|_| KeyError::Invalid("EC point not on the curve"))?,
-                )),
+                Verifier::Es512(Box::new(P521Key::from_sec1(sec1).ok_or(bad)?)),
             ),
             _ => return Err(KeyError::Invalid("not an EC curve")),
         };
@@ -240,8 +235,7 @@ impl PublicKey {
             Verifier::Es256(k) => k.verify(msg, signature),
             Verifier::Es384(k) => k.verify(msg, signature),
             Verifier::EdDsa(k) => k.verify(msg, signature),
-            Verifier::Es512(k) => p521::ecdsa::Signature::from_slice(signature)
-                .is_ok_and(|sig| k.verify(msg, &sig).is_ok()),
+            Verifier::Es512(k) => k.verify(msg, signature),
         };
         verified(ok)
     }

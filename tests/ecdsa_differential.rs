@@ -1,9 +1,9 @@
-//! `jwt_jwks::ecdsa` against the `ecdsa` crate's verifier (through `p256` and
-//! `p384`) on deterministic pseudo-random keys, messages and signatures,
+//! `jwt_jwks::ecdsa` against the `ecdsa` crate's verifier (through `p256`,
+//! `p384` and `p521`) on deterministic pseudo-random keys, messages and signatures,
 //! plus mutated signatures: both must give the same verdict on every input,
 //! and the verdicts the ECDSA definition fixes are asserted outright.
 
-use jwt_jwks::ecdsa::{P256Key, P384Key};
+use jwt_jwks::ecdsa::{P256Key, P384Key, P521Key};
 
 /// SplitMix64: a small deterministic generator, good enough for test inputs.
 struct Rng(u64);
@@ -159,3 +159,4 @@ macro_rules! differential {
 
 differential!(p256_matches_the_ecdsa_crate, p256, P256Key, 32, 24);
 differential!(p384_matches_the_ecdsa_crate, p384, P384Key, 48, 12);
+differential!(p521_matches_the_ecdsa_crate, p521, P521Key, 66, 8);

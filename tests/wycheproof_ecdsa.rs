@@ -2,19 +2,19 @@
 //! vendored in `tests/vectors/wycheproof/`.
 //!
 //! P-256/SHA-256 and P-384/SHA-384 run against `jwt_jwks::ecdsa` directly,
-//! P-521/SHA-512 through `keys::PublicKey` (the ES512 path). Every `valid`
-//! vector must verify and every `invalid` one must fail.
+//! P-521/SHA-512 both directly and through `keys::PublicKey` (the ES512
+//! path). Every `valid` vector must verify and every `invalid` one must fail.
 //!
 //! `acceptable` (legal but weak cases Wycheproof lets an implementation
 //! accept or refuse): the decision here is "same verdict as the `ecdsa`
-//! crate", checked for P-256 and P-384 on every vector, not only the
+//! crate", checked for every curve on every vector, not only the
 //! acceptable ones. The vendored files have no acceptable vectors; the count
 //! is asserted so a new file with some is noticed.
 
 use std::path::PathBuf;
 
 use jwt_jwks::alg::{Alg, AlgSet, KeyFamily};
-use jwt_jwks::ecdsa::{P256Key, P384Key};
+use jwt_jwks::ecdsa::{P256Key, P384Key, P521Key};
 use jwt_jwks::keys::PublicKey;
 use p256::ecdsa::signature::Verifier as _;
 use serde_json::Value;
@@ -156,8 +156,27 @@ fn p521_sha512_through_keys() {
                 Err(_) => panic!("non-UTF-8 message"),
             }
         },
-        |_, _, _| None,
+        p521_reference,
     );
     assert_eq!((c.valid, c.invalid, c.acceptable), (231, 87, 0));
     assert_eq!(c.keys_refused, 0);
+}
+
+/// The `ecdsa` crate's verdict (through `p521`) on one P-521 vector.
+fn p521_reference(sec1: &[u8], m: &[u8], s: &[u8]) -> Option<bool> {
+    let vk = p521::ecdsa::VerifyingKey::from_sec1_bytes(sec1).ok()?;
+    Some(p521::ecdsa::Signature::from_slice(s).is_ok_and(|sig| vk.verify(m, &sig).is_ok()))
+}
+
+#[test]
+fn p521_sha512() {
+    let c = run(
+        "ecdsa_secp521r1_sha512_p1363_test.json",
+        P521Key::from_sec1,
+        |k, m, s| k.verify(m, s),
+        p521_reference,
+    );
+    assert_eq!((c.valid, c.invalid, c.acceptable), (231, 87, 0));
+    assert_eq!(c.keys_refused, 0);
+    assert_eq!(c.invalid_by_key, 0);
 }
