@@ -3,28 +3,10 @@
 //! plus mutated signatures: both must give the same verdict on every input,
 //! and the verdicts the ECDSA definition fixes are asserted outright.
 
+mod common;
+
+use common::Rng;
 use jwt_jwks::ecdsa::{P256Key, P384Key, P521Key};
-
-/// SplitMix64: a small deterministic generator, good enough for test inputs.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn bytes(&mut self, n: usize) -> Vec<u8> {
-        (0..n).map(|_| self.next() as u8).collect()
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
 
 /// Big-endian `a - b` (a >= b), same length.
 fn be_sub(a: &[u8], b: &[u8]) -> Vec<u8> {

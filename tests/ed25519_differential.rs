@@ -7,43 +7,15 @@
 //! the filter the cofactorless one, so signatures built with a torsion
 //! component in `R` or in the key pass there and fail here.
 
+mod common;
+
+use common::Rng;
 use curve25519_dalek::constants::{ED25519_BASEPOINT_POINT, EIGHT_TORSION};
 use curve25519_dalek::edwards::EdwardsPoint;
 use curve25519_dalek::scalar::Scalar;
 use curve25519_dalek::traits::IsIdentity;
 use jwt_jwks::alg::{Alg, AlgSet};
 use jwt_jwks::keys::PublicKey;
-
-/// splitmix64: deterministic, no crate needed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-    fn bytes<const N: usize>(&mut self) -> [u8; N] {
-        let mut out = [0u8; N];
-        for b in out.iter_mut() {
-            *b = self.next() as u8;
-        }
-        out
-    }
-    /// Text like a JWS signing input (the filter's message is `&str`).
-    fn message(&mut self) -> String {
-        const CHARS: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.";
-        let len = self.below(400);
-        (0..len)
-            .map(|_| CHARS[self.below(CHARS.len())] as char)
-            .collect()
-    }
-}
 
 /// An RFC 8032 signer that can add a torsion point to `R` or to the key.
 struct Signer {
@@ -118,10 +90,10 @@ fn agrees_with_ed25519_compact() {
     let mut counts = [0usize; 9];
     let mut mixed_key_accepted = 0;
     for round in 0..150 {
-        let seed: [u8; 32] = rng.bytes();
+        let seed: [u8; 32] = rng.array();
         let signer = Signer::new(&seed);
         let pk = signer.point().compress().to_bytes();
-        let msg = rng.message();
+        let msg = rng.signing_input(400);
         let (sig, _) = signer.sign(&pk, msg.as_bytes(), &identity);
 
         // The test's signer is RFC 8032's: same bytes as ed25519-compact.
@@ -174,7 +146,7 @@ fn agrees_with_ed25519_compact() {
             counts[5] += 1;
         }
 
-        let garbage: [u8; 64] = rng.bytes();
+        let garbage: [u8; 64] = rng.array();
         both("random signature", &garbage, &msg, false);
         counts[6] += 1;
 

@@ -5,38 +5,15 @@
 //! refuse every corrupted one; ours must also refuse the signature under
 //! every other algorithm (wrong hash, wrong scheme).
 
+mod common;
+
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
+use common::Rng;
 use jwt_jwks::alg::{Alg, AlgSet};
 use jwt_jwks::keys::{PublicKey, SigError};
 use jwt_jwks::rsa::{Hash, RsaKey};
 use jwt_simple::prelude::*;
-
-/// A deterministic xorshift generator (no new crates).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-
-    /// Random text of length below `max`.
-    fn text(&mut self, max: usize) -> String {
-        let len = self.below(max);
-        const CHARS: &[u8] =
-            b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 -_.~\"\\/";
-        (0..len)
-            .map(|_| CHARS[self.below(CHARS.len())] as char)
-            .collect()
-    }
-}
 
 const ALGS: [Alg; 6] = [
     Alg::RS256,

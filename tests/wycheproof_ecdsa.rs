@@ -11,29 +11,17 @@
 //! acceptable ones. The vendored files have no acceptable vectors; the count
 //! is asserted so a new file with some is noticed.
 
-use std::path::PathBuf;
+mod common;
 
+use common::hex;
 use jwt_jwks::alg::{Alg, AlgSet, KeyFamily};
 use jwt_jwks::ecdsa::{P256Key, P384Key, P521Key};
 use jwt_jwks::keys::PublicKey;
 use p256::ecdsa::signature::Verifier as _;
 use serde_json::Value;
 
-fn hex(s: &str) -> Vec<u8> {
-    assert!(s.len() % 2 == 0, "odd hex length: {s}");
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex"))
-        .collect()
-}
-
 fn load(name: &str) -> Value {
-    let path: PathBuf = [env!("CARGO_MANIFEST_DIR"), "tests/vectors/wycheproof", name]
-        .iter()
-        .collect();
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("missing vector file {}: {e}", path.display()));
-    serde_json::from_str(&text).expect("vector JSON")
+    common::wycheproof(name)
 }
 
 #[derive(Debug, Default, PartialEq, Eq)]

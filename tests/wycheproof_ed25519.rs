@@ -3,29 +3,16 @@
 //! check (`PublicKey::verify`): every valid vector verifies, every invalid
 //! one fails (a key refused at load counts as failing).
 
+mod common;
+
+use common::hex;
 use jwt_jwks::alg::{Alg, AlgSet};
 use jwt_jwks::ed25519::VerifyingKey;
 use jwt_jwks::keys::PublicKey;
-use serde_json::Value;
-
-const VECTORS: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/tests/vectors/wycheproof/ed25519_test.json"
-);
-
-fn hex(s: &str) -> Vec<u8> {
-    assert!(s.len() % 2 == 0, "odd hex length");
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex"))
-        .collect()
-}
 
 #[test]
 fn wycheproof_ed25519() {
-    let text = std::fs::read_to_string(VECTORS)
-        .unwrap_or_else(|e| panic!("{VECTORS} is missing or unreadable: {e}"));
-    let doc: Value = serde_json::from_str(&text).expect("vectors JSON");
+    let doc = common::wycheproof("ed25519_test.json");
     let groups = doc["testGroups"].as_array().expect("testGroups");
     let (mut valid, mut invalid, mut key_refused, mut raw_msgs) = (0, 0, 0, 0);
     let mut differs_from_compact = Vec::new();

@@ -27,10 +27,11 @@
 
 use std::collections::BTreeMap;
 
+mod common;
+
+use common::hex;
 use jwt_jwks::rsa::{Hash, RsaKey};
 use serde_json::Value;
-
-const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vectors/wycheproof/");
 
 const PKCS1_FILES: &[&str] = &[
     "rsa_signature_2048_sha256_test.json",
@@ -70,18 +71,8 @@ fn has_flag(t: &Value, flag: &str) -> bool {
         .any(|f| f == flag)
 }
 
-fn hex(s: &str) -> Vec<u8> {
-    assert!(s.len() % 2 == 0, "odd hex length");
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex"))
-        .collect()
-}
-
 fn load(file: &str) -> Value {
-    let path = format!("{DIR}{file}");
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("vector file {path}: {e}"));
-    let doc: Value = serde_json::from_str(&text).expect("vector JSON");
+    let doc = common::wycheproof(file);
     let groups = doc["testGroups"].as_array().expect("testGroups");
     let total: usize = groups
         .iter()
