@@ -254,11 +254,7 @@ class EnvoyProc:
                 if "name" in s and isinstance(s.get("value"), (int, float))}
 
     def log_text(self):
-        try:
-            with open(self.log_path, "rb") as f:
-                return f.read().decode("utf-8", "replace")
-        except FileNotFoundError:
-            return ""
+        return procs.read_log(self.log_path)
 
     def error_lines(self, n=12):
         lines = [l for l in self.log_text().splitlines()

@@ -361,13 +361,6 @@ class Envoy(procs.ServerProcess):
         return client.request(self.admin_port, method, path, timeout=10)
 
     # --- observation
-    def log_text(self):
-        try:
-            with open(self.log_path, "rb") as f:
-                return f.read().decode("utf-8", "replace")
-        except FileNotFoundError:
-            return ""
-
     def error_lines(self):
         """Log lines at error/critical level (e.g. the filter refusing its
         configuration)."""

@@ -230,13 +230,6 @@ class Nginx(procs.ServerProcess):
         raise HostLimitation("nginx has no Envoy admin interface (%s %s)" % (method, path))
 
     # --- observation
-    def log_text(self):
-        try:
-            with open(self.log_path, "rb") as f:
-                return f.read().decode("utf-8", "replace")
-        except FileNotFoundError:
-            return ""
-
     def error_lines(self):
         return [l for l in self.log_text().splitlines()
                 if any("[%s]" % lv in l for lv in ("error", "crit", "alert", "emerg"))]

@@ -52,12 +52,24 @@ class StartResult:
             self.exited, self.returncode, self.ready)
 
 
+def read_log(path):
+    """A process's log file as text ("" before it exists)."""
+    try:
+        with open(path, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+    except FileNotFoundError:
+        return ""
+
+
 class ServerProcess:
-    """What the Envoy and nginx launchers share. A subclass sets `proc`
-    and `ports` (listener name -> port) and provides `_spawn()`,
-    `_is_ready()`, `start(timeout)`, `log_text()` and `error_lines()`."""
+    """What the Envoy and nginx launchers share. A subclass sets `proc`,
+    `log_path` and `ports` (listener name -> port) and provides `_spawn()`,
+    `_is_ready()`, `start(timeout)` and `error_lines()`."""
 
     proc = None
+
+    def log_text(self):
+        return read_log(self.log_path)
 
     def start_expect_failure(self, timeout=20.0):
         """Start expecting the server to refuse its configuration. Returns a
