@@ -7,6 +7,7 @@
 #   make soak   the soak for SOAK_SECONDS (default 600)
 #   make bench  throughput and CPU per request, side by side with Envoy's native jwt_authn
 #   make bench-crypto  signature-check cost per algorithm inside wasm under V8 (node), no Envoy
+#   make bench-callgrind  instructions and simulated cache misses per request (valgrind)
 #   make build  the release .wasm
 #
 # Everything the targets need is installed by them: the wasm32-wasip1 Rust target (rustup) and a
@@ -21,7 +22,7 @@ ENVOY := $(VENV)/bin/envoy
 STAMP := $(VENV)/.installed
 E2E_ARGS ?=
 
-.PHONY: build run test fmt-check clippy unit e2e setup clean fuzz fuzz-smoke fuzz-setup soak soak-short bench bench-crypto kong-schema test-kong
+.PHONY: build run test fmt-check clippy unit e2e setup clean fuzz fuzz-smoke fuzz-setup soak soak-short bench bench-crypto bench-callgrind kong-schema test-kong
 BENCH_ARGS ?=
 FUZZ_TARGETS := token jwks config request
 FUZZ_SECONDS ?= 120
@@ -123,3 +124,8 @@ clean:
 # Signature checks alone, per algorithm, inside wasm under node's V8.
 bench-crypto: setup
 	$(PY) tools/cryptobench/run.py $(BENCH_CRYPTO_ARGS)
+
+# The listeners of `make bench`, counted under callgrind instead of timed: the
+# same counts every run. Needs valgrind (Debian package).
+bench-callgrind: setup build
+	JWT_JWKS_WASM=$(abspath $(WASM)) ENVOY_BIN=$(abspath $(ENVOY)) $(PY) tools/cgbench.py $(BENCH_CALLGRIND_ARGS)

@@ -65,19 +65,26 @@ pub struct Audience(pub Vec<String>);
 
 impl<'de> Deserialize<'de> for Audience {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            One(String),
-            Many(Vec<String>),
+        // A visitor rather than an untagged enum: serde buffers an untagged
+        // value into a tree first, a cost every token paid.
+        struct Visit;
+        impl<'de> de::Visitor<'de> for Visit {
+            type Value = Audience;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a string or an array of strings")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Audience, E> {
+                Ok(Audience(vec![v.to_owned()]))
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Audience, A::Error> {
+                let mut all = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(16));
+                while let Some(one) = seq.next_element::<String>()? {
+                    all.push(one);
+                }
+                Ok(Audience(all))
+            }
         }
-        match Raw::deserialize(d) {
-            Ok(Raw::One(s)) => Ok(Audience(vec![s])),
-            Ok(Raw::Many(v)) => Ok(Audience(v)),
-            Err(_) => Err(de::Error::custom(
-                "aud must be a string or an array of strings",
-            )),
-        }
+        d.deserialize_any(Visit)
     }
 }
 
@@ -134,25 +141,34 @@ impl Decoded<'_> {
     }
 }
 
+/// Canonical unpadded base64url (RFC 7515 section 2): the engine's default
+/// config refuses padding, other alphabets and non-zero trailing bits.
 fn b64(part: &str) -> Result<Vec<u8>, DecodeError> {
     URL_SAFE_NO_PAD
         .decode(part)
         .map_err(|_| DecodeError::Base64)
 }
 
+/// What is wrong with a token that failed to decode: the part count comes
+/// first (a JWE's parts fail in other ways too), then the part's own error.
+fn classify(token: &str, err: DecodeError) -> DecodeError {
+    match token.bytes().filter(|b| *b == b'.').count() {
+        2 => err,
+        4 => DecodeError::Encrypted,
+        _ => DecodeError::Parts,
+    }
+}
+
 /// Splits and decodes a compact JWS.
 pub fn decode(token: &str) -> Result<Decoded<'_>, DecodeError> {
-    let dots = token.bytes().filter(|b| *b == b'.').count();
-    match dots {
-        2 => {}
-        4 => return Err(DecodeError::Encrypted),
-        _ => return Err(DecodeError::Parts),
-    }
-    let mut parts = token.splitn(3, '.');
-    let (h, p, s) = match (parts.next(), parts.next(), parts.next()) {
-        (Some(h), Some(p), Some(s)) => (h, p, s),
-        _ => return Err(DecodeError::Parts),
-    };
+    decode_parts(token).map_err(|e| classify(token, e))
+}
+
+fn decode_parts(token: &str) -> Result<Decoded<'_>, DecodeError> {
+    // A dot left in the signature part fails its base64: no separate count
+    // of the dots on the way to a valid token.
+    let (h, rest) = token.split_once('.').ok_or(DecodeError::Parts)?;
+    let (p, s) = rest.split_once('.').ok_or(DecodeError::Parts)?;
     if h.is_empty() || p.is_empty() {
         return Err(DecodeError::Parts);
     }
@@ -204,6 +220,26 @@ mod tests {
     }
 
     #[test]
+    fn audience_is_a_string_or_an_array_of_strings_only() {
+        let aud = |json: &str| decode(&tok(r#"{"alg":"ES256"}"#, json)).map(|d| d.claims.aud);
+        assert_eq!(
+            aud(r#"{"aud":"a\u0062"}"#).unwrap(),
+            Some(Audience(vec!["ab".into()]))
+        );
+        assert_eq!(aud(r#"{"aud":[]}"#).unwrap(), Some(Audience(vec![])));
+        assert_eq!(aud(r#"{"aud":null}"#).unwrap(), None);
+        for bad in [
+            r#"{"aud":5}"#,
+            r#"{"aud":{"a":"b"}}"#,
+            r#"{"aud":["a",["b"]]}"#,
+            r#"{"aud":["a",null]}"#,
+            r#"{"aud":true}"#,
+        ] {
+            assert_eq!(aud(bad).unwrap_err(), DecodeError::Claims, "{bad}");
+        }
+    }
+
+    #[test]
     fn single_audience_string_is_a_list_of_one() {
         let t = tok(r#"{"alg":"ES256"}"#, r#"{"aud":"api"}"#);
         let d = decode(&t).unwrap();
@@ -217,6 +253,20 @@ mod tests {
         assert_eq!(decode("a.b.c.d.e").unwrap_err(), DecodeError::Encrypted);
         assert_eq!(decode("..").unwrap_err(), DecodeError::Parts);
         assert_eq!(decode("").unwrap_err(), DecodeError::Parts);
+        // The part count decides before the parts' own errors.
+        let h = enc(r#"{"alg":"RSA-OAEP","enc":"A256GCM"}"#);
+        assert_eq!(
+            decode(&format!("{h}..iv.ct.tag")).unwrap_err(),
+            DecodeError::Encrypted
+        );
+        assert_eq!(
+            decode(&format!("{h}.{}.s.g", enc("{}"))).unwrap_err(),
+            DecodeError::Parts
+        );
+        assert_eq!(
+            decode(&format!("{h}.{}.A.A", enc("{}"))).unwrap_err(),
+            DecodeError::Parts
+        );
     }
 
     #[test]
