@@ -1,9 +1,14 @@
 //! The shared-data layout: what every worker sees of one JWKS.
 //!
-//! Three entries per JWKS URI, under `jwt_jwks/v1/<uri>/`:
-//! - `gen`: a decimal generation, bumped whenever the key set changes. It is
-//!   the only entry read per request (a few bytes), so a clear or a new key
-//!   set is seen by every worker on its next request.
+//! Entries per JWKS URI, under `jwt_jwks/v2/<uri>/`:
+//! - `gen`: a decimal generation, bumped whenever the key set changes.
+//! - `gen/<N>`: a marker written once generation N is in place. A worker at
+//!   generation N looks up `gen/<N+1>` on every request: while it is absent
+//!   (the usual answer) the host copies nothing into the VM, which costs far
+//!   less than reading `gen` itself. So a clear or a new key set is still
+//!   seen by every worker on its next request. Markers are never removed
+//!   (the ABI cannot): a few dozen bytes per key-set change. Each worker's
+//!   tick also reads `gen` itself, in case a marker could not be written.
 //! - `keys`: `{"gen":N,"keys":[<accepted JWKs>]}`, re-parsed once per worker
 //!   per generation.
 //! - `state`: the fetch state (lease, timings, counters, last error), small
@@ -46,6 +51,7 @@ const CAS_ATTEMPTS: usize = 16;
 /// The entry names of one JWKS.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Names {
+    base: String,
     pub gen: String,
     pub keys: String,
     pub state: String,
@@ -53,12 +59,18 @@ pub struct Names {
 
 impl Names {
     pub fn for_uri(uri: &str) -> Names {
-        let base = format!("jwt_jwks/v1/{uri}/");
+        let base = format!("jwt_jwks/v2/{uri}/");
         Names {
             gen: format!("{base}gen"),
             keys: format!("{base}keys"),
             state: format!("{base}state"),
+            base,
         }
+    }
+
+    /// The marker that generation `gen` is in place.
+    pub fn marker(&self, gen: u64) -> String {
+        format!("{}gen/{gen}", self.base)
     }
 }
 
@@ -117,6 +129,11 @@ fn parse_u64(bytes: Option<Vec<u8>>) -> u64 {
         .and_then(|b| String::from_utf8(b).ok())
         .and_then(|s| s.trim().parse().ok())
         .unwrap_or(0)
+}
+
+/// Whether the marker `name` (see [`Names::marker`]) exists.
+pub fn has_marker(store: &dyn SharedStore, name: &str) -> Result<bool, StoreError> {
+    Ok(store.get(name)?.0.is_some())
 }
 
 /// The current generation (0 before anything was stored).
@@ -186,7 +203,15 @@ pub fn write_keys(
             Err(e) => return Err(e),
         }
         match store.set(&names.gen, gen.to_string().as_bytes(), gen_cas) {
-            Ok(()) => return Ok(gen),
+            Ok(()) => {
+                // A marker already there is as good as a new one. Failing to
+                // write it only delays the other workers to their next tick.
+                match store.set(&names.marker(gen), b"1", 0) {
+                    Ok(()) | Err(StoreError::CasMismatch) => {}
+                    Err(e) => log::warn!("jwt_jwks: marking generation {gen} failed: {e}"),
+                }
+                return Ok(gen);
+            }
             Err(StoreError::CasMismatch) => continue,
             Err(e) => return Err(e),
         }
@@ -226,6 +251,23 @@ impl SharedStore for MemoryStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_generation_leaves_a_marker_and_only_its_own() {
+        let s = MemoryStore::default();
+        let n = Names::for_uri("http://idp/jwks");
+        assert!(!has_marker(&s, &n.marker(1)).unwrap());
+        assert_eq!(write_keys(&s, &n, vec![]).unwrap(), 1);
+        assert!(has_marker(&s, &n.marker(1)).unwrap());
+        assert!(!has_marker(&s, &n.marker(2)).unwrap());
+        assert_eq!(write_keys(&s, &n, vec![]).unwrap(), 2);
+        assert!(has_marker(&s, &n.marker(2)).unwrap());
+        assert_ne!(
+            n.marker(2),
+            Names::for_uri("http://other/jwks").marker(2),
+            "markers are per JWKS URI"
+        );
+    }
 
     #[test]
     fn memory_store_is_strict_about_cas() {

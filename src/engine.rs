@@ -89,6 +89,8 @@ pub struct Callout {
 struct Runtime {
     names: Option<Names>,
     gen: u64,
+    /// `names.marker(gen + 1)`: present once the key set has moved on.
+    next: String,
     loaded: bool,
     keys: KeySet,
 }
@@ -127,6 +129,7 @@ impl Engine {
             .map(|p| Runtime {
                 names: p.jwks.as_ref().map(|j| Names::for_uri(&j.uri)),
                 gen: 0,
+                next: String::new(),
                 loaded: false,
                 keys: KeySet::default(),
             })
@@ -189,14 +192,33 @@ impl Engine {
     }
 
     /// Re-reads a provider's key set if its generation moved. Returns the
-    /// current generation.
+    /// current generation. Once loaded, the per-request check is a lookup of
+    /// the next generation's marker, which is absent until the set changes.
     pub fn sync(&mut self, store: &dyn SharedStore, idx: usize) -> Result<u64, StoreError> {
+        self.sync_with(store, idx, false)
+    }
+
+    /// [`Engine::sync`] that reads the generation itself rather than trusting
+    /// the absence of the next generation's marker (the tick's check).
+    pub fn sync_full(&mut self, store: &dyn SharedStore, idx: usize) -> Result<u64, StoreError> {
+        self.sync_with(store, idx, true)
+    }
+
+    fn sync_with(
+        &mut self,
+        store: &dyn SharedStore,
+        idx: usize,
+        full: bool,
+    ) -> Result<u64, StoreError> {
         let allowed = self.cfg.allowed_algorithms;
         let max = self.cfg.providers.get(idx).map_or(0, |p| p.max_cache_size);
         let Some(rt) = self.providers.get_mut(idx) else {
             return Ok(0);
         };
         let Some(names) = &rt.names else { return Ok(0) };
+        if rt.loaded && !full && !cache::has_marker(store, &rt.next)? {
+            return Ok(rt.gen);
+        }
         let gen = cache::read_gen(store, names)?;
         if gen != rt.gen || !rt.loaded {
             let (bytes, _) = store.get(&names.keys)?;
@@ -205,6 +227,7 @@ impl Engine {
                 .map(|p| p.set)
                 .unwrap_or_default();
             rt.gen = gen;
+            rt.next = names.marker(gen + 1);
             rt.loaded = true;
         }
         Ok(gen)
@@ -520,7 +543,7 @@ impl Engine {
     pub fn tick(&mut self, store: &dyn SharedStore, now_ms: u64) -> Vec<usize> {
         let mut due = Vec::new();
         for idx in 0..self.providers.len() {
-            if let Err(e) = self.sync(store, idx) {
+            if let Err(e) = self.sync_full(store, idx) {
                 log::warn!("jwt_jwks: reading shared keys failed: {e}");
                 continue;
             }

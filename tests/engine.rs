@@ -7,7 +7,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use jwt_jwks::cache::MemoryStore;
+use jwt_jwks::cache::{MemoryStore, Names, SharedStore};
 use jwt_jwks::config::Config;
 use jwt_jwks::engine::{Engine, Pending, Verdict};
 use jwt_jwks::fetch::Answer;
@@ -551,6 +551,42 @@ fn admin_clear_is_seen_by_every_worker_and_the_next_request_refetches() {
         }
     );
     assert_eq!(w1.e.local_key_count(0), 0);
+}
+
+#[test]
+fn a_key_set_written_without_its_marker_reaches_the_other_workers_on_their_tick() {
+    let s = MemoryStore::default();
+    let mut w1 = Worker::new(config(""), "w1");
+    let mut w2 = Worker::new(config(""), "w2");
+    let now = now_ms();
+    w1.load(&s, now, &all_jwks());
+    let t = token("ES256", Some("p256"));
+    assert!(w2.auth(&s, now, &t).is_allow());
+
+    // An empty key set under a new generation, as if writing its marker had
+    // failed: requests keep the local copy (no marker), the tick reads `gen`.
+    let n = Names::for_uri(URI);
+    let (old, cas) = s.get(&n.gen).unwrap();
+    let next: u64 = String::from_utf8(old.unwrap())
+        .unwrap()
+        .parse::<u64>()
+        .unwrap()
+        + 1;
+    let (_, kcas) = s.get(&n.keys).unwrap();
+    s.set(
+        &n.keys,
+        json!({"gen": next, "keys": []}).to_string().as_bytes(),
+        kcas,
+    )
+    .unwrap();
+    s.set(&n.gen, next.to_string().as_bytes(), cas).unwrap();
+    assert!(
+        w2.auth(&s, now + 1, &t).is_allow(),
+        "no marker: not seen yet"
+    );
+    let _ = w2.e.tick(&s, now + 2);
+    assert_eq!(w2.e.local_key_count(0), 0, "the tick read the generation");
+    assert!(!w2.auth(&s, now + 3, &t).is_allow());
 }
 
 #[test]
