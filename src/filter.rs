@@ -8,6 +8,7 @@
 //! through `set_effective_context` when the answer arrives, and by the
 //! root's periodic check (every `TICK`) when another worker fetched.
 
+use std::borrow::Cow;
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -25,6 +26,7 @@ use crate::config::Config;
 use crate::config::HostCryptoMode;
 use crate::engine::{Engine, Pending, Verdict};
 use crate::fetch::Answer;
+use crate::headers;
 use crate::hostcrypto::{self, HostCrypto};
 use crate::metrics::{self, Metric, Metrics};
 use crate::policy::Refusal;
@@ -399,6 +401,47 @@ fn settle_host(e: &mut Engine) {
     );
 }
 
+extern "C" {
+    // The import the SDK's `get_map_bytes` calls, with plain integers
+    // (a status outside the SDK's enum cannot become an invalid value).
+    fn proxy_get_header_map_pairs(
+        map_type: u32,
+        return_map_data: *mut *mut u8,
+        return_map_size: *mut usize,
+    ) -> u32;
+}
+
+/// The request's header map as the host serialized it, in one buffer. The
+/// SDK's reader copies every name and value into an allocation of its own
+/// (two per header, every request); `headers::pairs` reads this in place.
+/// `None` when the host refuses.
+fn request_header_map() -> Option<Vec<u8>> {
+    let mut data: *mut u8 = std::ptr::null_mut();
+    let mut size: usize = 0;
+    // SAFETY: the call the SDK makes. The host answers with a buffer it got
+    // from this module's `proxy_on_memory_allocate` (the SDK's allocator: a
+    // leaked `Vec<u8>` of capacity `size`) and that size, or a null pointer.
+    let status = unsafe {
+        proxy_get_header_map_pairs(MapType::HttpRequestHeaders as u32, &mut data, &mut size)
+    };
+    if status != Status::Ok as u32 {
+        return None;
+    }
+    if data.is_null() {
+        return Some(Vec::new());
+    }
+    // SAFETY: the buffer is ours from here, as the SDK takes it.
+    Some(unsafe { Vec::from_raw_parts(data, size, size) })
+}
+
+/// UTF-8 as is (the fast check, nearly always), anything else lossily.
+fn text(bytes: &[u8]) -> Cow<'_, str> {
+    match std::str::from_utf8(bytes) {
+        Ok(s) => Cow::Borrowed(s),
+        Err(_) => String::from_utf8_lossy(bytes),
+    }
+}
+
 struct Root {
     id: u32,
     engine: Option<Rc<RefCell<Engine>>>,
@@ -553,8 +596,9 @@ impl Http {
 
     fn request(&mut self) -> Action {
         // Bytes, not text: a header value may hold any byte (Envoy passes
-        // 0x80-0xFF through), and the SDK's text reader panics on those.
-        let Ok(raw) = hostcalls::get_map_bytes(MapType::HttpRequestHeaders) else {
+        // 0x80-0xFF through); a name or value that is not UTF-8 is read
+        // with replacement characters.
+        let Some(raw) = request_header_map() else {
             log::error!("jwt_jwks: cannot read request headers");
             send(&response::refusal(
                 &Refusal::KeysUnavailable,
@@ -563,14 +607,10 @@ impl Http {
             ));
             return Action::Pause;
         };
-        let headers: Vec<(String, String)> = raw
+        let headers: Vec<(Cow<str>, Cow<str>)> = headers::pairs(&raw)
+            .unwrap_or_default()
             .into_iter()
-            .map(|(k, v)| {
-                // Valid UTF-8 (nearly always) keeps its buffer: no copy.
-                let v = String::from_utf8(v)
-                    .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
-                (k, v)
-            })
+            .map(|(k, v)| (text(k), text(v)))
             .collect();
         // Envoy gives header names in lower case; ngx_wasm_module (Kong)
         // as the client wrote them.
@@ -578,10 +618,10 @@ impl Http {
             headers
                 .iter()
                 .find(|(k, _)| k.eq_ignore_ascii_case(name))
-                .map(|(_, v)| v.as_str())
+                .map(|(_, v)| v.as_ref())
         };
-        let method = get(":method").unwrap_or_default().to_string();
-        let path = get(":path").unwrap_or_default().to_string();
+        let method = get(":method").unwrap_or_default();
+        let path = get(":path").unwrap_or_default();
         let grpc = response::is_grpc(get("content-type"));
         let engine = self.engine.clone();
         let Ok(mut e) = engine.try_borrow_mut() else {
@@ -596,8 +636,8 @@ impl Http {
 
         match admin::route(
             e.config().admin.as_ref(),
-            &method,
-            &path,
+            method,
+            path,
             get("authorization"),
         ) {
             Route::NotAdmin => {}
@@ -625,17 +665,17 @@ impl Http {
             }
         }
 
-        let rule = rules::match_rule(&e.config().rules, &method, &path);
+        let rule = rules::match_rule(&e.config().rules, method, path);
         let route = rule.and_then(|i| e.config().rules.get(i));
         let auth = route.map_or(AuthMode::Required, |r| r.auth);
         let preflight_runs = route
             .and_then(|r| r.run_on_preflight)
             .unwrap_or(e.config().run_on_preflight);
-        if auth == AuthMode::Public || (!preflight_runs && token::is_preflight(&method, &headers)) {
+        if auth == AuthMode::Public || (!preflight_runs && token::is_preflight(method, &headers)) {
             return Action::Continue;
         }
         let no_source = Source::Header(String::new());
-        let found = match token::extract(e.config(), &headers, &path) {
+        let found = match token::extract(e.config(), &headers, path) {
             Ok(Some(f)) => f,
             Ok(None) if auth == AuthMode::Optional => return Action::Continue,
             Ok(None) => {

@@ -25,6 +25,7 @@ pub mod ecdsa;
 pub mod ed25519;
 pub mod engine;
 pub mod fetch;
+pub mod headers;
 pub mod hostcrypto;
 pub mod jose;
 pub mod jwks;

@@ -73,11 +73,11 @@ fn query_param(path: &str, name: &str) -> Option<String> {
         .filter(|v| !v.is_empty())
 }
 
-fn cookie<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+fn cookie<'a, K: AsRef<str>, V: AsRef<str>>(headers: &'a [(K, V)], name: &str) -> Option<&'a str> {
     headers
         .iter()
-        .filter(|(k, _)| k.eq_ignore_ascii_case("cookie"))
-        .flat_map(|(_, v)| v.split(';'))
+        .filter(|(k, _)| k.as_ref().eq_ignore_ascii_case("cookie"))
+        .flat_map(|(_, v)| v.as_ref().split(';'))
         .filter_map(|c| c.trim().split_once('='))
         .find(|(k, _)| *k == name)
         .map(|(_, v)| v.trim_matches('"'))
@@ -86,9 +86,9 @@ fn cookie<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
 
 /// Finds the request's token. `headers` are the request headers as the host
 /// gives them (names lower-case in Envoy and Kong), `path` is `:path`.
-pub fn extract(
+pub fn extract<K: AsRef<str>, V: AsRef<str>>(
     cfg: &Config,
-    headers: &[(String, String)],
+    headers: &[(K, V)],
     path: &str,
 ) -> Result<Option<Found>, Refusal> {
     let found = find(cfg, headers, path)?;
@@ -100,12 +100,19 @@ pub fn extract(
     Ok(found)
 }
 
-fn find(cfg: &Config, headers: &[(String, String)], path: &str) -> Result<Option<Found>, Refusal> {
+fn find<K: AsRef<str>, V: AsRef<str>>(
+    cfg: &Config,
+    headers: &[(K, V)],
+    path: &str,
+) -> Result<Option<Found>, Refusal> {
     for name in &cfg.header_names {
-        let mut values = headers.iter().filter(|(k, _)| k.eq_ignore_ascii_case(name));
+        let mut values = headers
+            .iter()
+            .filter(|(k, _)| k.as_ref().eq_ignore_ascii_case(name));
         let Some((_, first)) = values.next() else {
             continue;
         };
+        let first = first.as_ref();
         // A second header, or one the proxy folded into a comma-separated
         // list (a JWT never holds a comma), is ambiguous: refuse it.
         if values.next().is_some() || first.contains(',') {
@@ -186,19 +193,22 @@ pub fn cookie_without(value: &[u8], name: &str) -> Option<Vec<u8>> {
 }
 
 /// Whether the request is a CORS preflight.
-pub fn is_preflight(method: &str, headers: &[(String, String)]) -> bool {
+pub fn is_preflight<K: AsRef<str>, V>(method: &str, headers: &[(K, V)]) -> bool {
     method == "OPTIONS"
         && headers
             .iter()
-            .any(|(k, _)| k.eq_ignore_ascii_case("origin"))
-        && headers
-            .iter()
-            .any(|(k, _)| k.eq_ignore_ascii_case("access-control-request-method"))
+            .any(|(k, _)| k.as_ref().eq_ignore_ascii_case("origin"))
+        && headers.iter().any(|(k, _)| {
+            k.as_ref()
+                .eq_ignore_ascii_case("access-control-request-method")
+        })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const NO_HEADERS: &[(&str, &str)] = &[];
 
     fn cfg(extra: &str) -> Config {
         Config::parse(format!(r#"{{"jwks_uri":"http://a/j"{extra}}}"#).as_bytes()).unwrap()
@@ -265,7 +275,7 @@ mod tests {
             (f.token.as_str(), f.source),
             ("fromcookie", Source::Cookie("jwt".into()))
         );
-        assert_eq!(extract(&c, &[], "/p?jwtx=1").unwrap(), None);
+        assert_eq!(extract(&c, NO_HEADERS, "/p?jwtx=1").unwrap(), None);
     }
 
     #[test]
@@ -286,12 +296,14 @@ mod tests {
             Err(Refusal::TokenTooLarge)
         );
         assert_eq!(
-            extract(&c, &[], &format!("/?jwt={big}")),
+            extract(&c, NO_HEADERS, &format!("/?jwt={big}")),
             Err(Refusal::TokenTooLarge)
         );
-        assert!(extract(&c, &[], &format!("/?jwt={}", "a".repeat(64)))
-            .unwrap()
-            .is_some());
+        assert!(
+            extract(&c, NO_HEADERS, &format!("/?jwt={}", "a".repeat(64)))
+                .unwrap()
+                .is_some()
+        );
     }
 
     #[test]
