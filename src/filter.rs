@@ -598,7 +598,8 @@ impl Http {
         // Bytes, not text: a header value may hold any byte (Envoy passes
         // 0x80-0xFF through); a name or value that is not UTF-8 is read
         // with replacement characters.
-        let Some(raw) = request_header_map() else {
+        let raw = request_header_map();
+        let Some(pairs) = raw.as_deref().and_then(headers::pairs) else {
             log::error!("jwt_jwks: cannot read request headers");
             send(&response::refusal(
                 &Refusal::KeysUnavailable,
@@ -607,11 +608,8 @@ impl Http {
             ));
             return Action::Pause;
         };
-        let headers: Vec<(Cow<str>, Cow<str>)> = headers::pairs(&raw)
-            .unwrap_or_default()
-            .into_iter()
-            .map(|(k, v)| (text(k), text(v)))
-            .collect();
+        let headers: Vec<(Cow<str>, Cow<str>)> =
+            pairs.into_iter().map(|(k, v)| (text(k), text(v))).collect();
         // Envoy gives header names in lower case; ngx_wasm_module (Kong)
         // as the client wrote them.
         let get = |name: &str| {
