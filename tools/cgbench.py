@@ -210,8 +210,9 @@ def measure_all(ctx, args):
             counts, secs = cg.measure(act)
             if codes != {200: n}:
                 raise bench.BenchError("%s %s: answers %s, expected %d x 200" % (s, alg, codes, n))
-            rows[(s, alg if checks else "-")] = per_request(counts, secs, idle, n)
-            bench.log("%s %s: %.0f instructions per request" % (s, alg, rows[(s, alg if checks else "-")]["Ir"]))
+            key = (s, alg if checks else "-")
+            rows[key] = per_request(counts, secs, idle, n)
+            bench.log("%s %s: %.0f instructions per request" % (key + (rows[key]["Ir"],)))
     return rows
 
 
@@ -221,10 +222,9 @@ def print_rows(rows, out=sys.stdout):
             "wasm Ir", "wasm I1")
     lines = []
     for (s, alg), r in rows.items():
-        d = {ev: r[ev] - (base[ev] if s != "none" else 0) for ev in EVENTS}
-        w = {ev: r["wasm"][ev] - (base["wasm"][ev] if s != "none" else 0) for ev in EVENTS}
-        if s == "none":
-            d, w = r, r["wasm"]
+        b, bw = (base, base["wasm"]) if s != "none" else ({}, {})
+        d = {ev: r[ev] - b.get(ev, 0) for ev in EVENTS}
+        w = {ev: r["wasm"][ev] - bw.get(ev, 0) for ev in EVENTS}
         lines.append((s, alg, "%.0f" % d["Ir"], "%.0f" % d["I1mr"],
                       "%.0f" % (d["D1mr"] + d["D1mw"]),
                       "%.0f" % (d["ILmr"] + d["DLmr"] + d["DLmw"]), "%.0f" % d["Bcm"],
