@@ -509,8 +509,9 @@ fn key_claim_iss_requires_an_issuer_and_tries_keys_by_alg() {
     );
 }
 
-#[test]
-fn admin_clear_is_seen_by_every_worker_and_the_next_request_refetches() {
+/// Two workers sharing a store; the first loaded every key, the second
+/// accepts an ES256 token (returned) from the shared keys.
+fn two_workers_with_keys() -> (MemoryStore, Worker, Worker, u64, String) {
     let s = MemoryStore::default();
     let mut w1 = Worker::new(config(""), "w1");
     let mut w2 = Worker::new(config(""), "w2");
@@ -518,6 +519,12 @@ fn admin_clear_is_seen_by_every_worker_and_the_next_request_refetches() {
     w1.load(&s, now, &all_jwks());
     let t = token("ES256", Some("p256"));
     assert!(w2.auth(&s, now, &t).is_allow());
+    (s, w1, w2, now, t)
+}
+
+#[test]
+fn admin_clear_is_seen_by_every_worker_and_the_next_request_refetches() {
+    let (s, mut w1, mut w2, now, t) = two_workers_with_keys();
 
     assert_eq!(
         w1.e.clear_kid(&s, "p256").unwrap(),
@@ -555,13 +562,7 @@ fn admin_clear_is_seen_by_every_worker_and_the_next_request_refetches() {
 
 #[test]
 fn a_key_set_written_without_its_marker_reaches_the_other_workers_on_their_tick() {
-    let s = MemoryStore::default();
-    let mut w1 = Worker::new(config(""), "w1");
-    let mut w2 = Worker::new(config(""), "w2");
-    let now = now_ms();
-    w1.load(&s, now, &all_jwks());
-    let t = token("ES256", Some("p256"));
-    assert!(w2.auth(&s, now, &t).is_allow());
+    let (s, _w1, mut w2, now, t) = two_workers_with_keys();
 
     // An empty key set under a new generation, as if writing its marker had
     // failed: requests keep the local copy (no marker), the tick reads `gen`.
