@@ -41,7 +41,7 @@ pub enum Verdict {
 /// with its keys in this order.
 #[derive(Serialize)]
 struct Identity<'a> {
-    aud: Option<&'a [String]>,
+    aud: Option<&'a jose::Audience<'a>>,
     iss: Option<&'a str>,
     provider: Option<&'a str>,
     sub: Option<&'a str>,
@@ -110,6 +110,8 @@ pub struct Engine {
     tokens: TokenCache,
     /// The host's signature checker, when it offers one (Envoy).
     host_crypto: Option<Rc<dyn HostCrypto>>,
+    /// Where tokens are decoded, reused from one to the next.
+    scratch: jose::Scratch,
 }
 
 /// What a fresh verification tells the token cache.
@@ -137,6 +139,7 @@ impl Engine {
         Engine {
             tokens: TokenCache::new(cfg.token_cache_size, cfg.token_cache_max_bytes),
             host_crypto: None,
+            scratch: jose::Scratch::default(),
             shared_wake: cfg.wait_mode != WaitMode::PerRequest,
             host_known: false,
             host_envoy: false,
@@ -304,8 +307,26 @@ impl Engine {
         rule: Option<usize>,
         may_wait: bool,
     ) -> Result<(Verdict, Option<Fresh>), Refusal> {
+        // Taken out while the token borrows it, so `self` stays free.
+        let mut scratch = std::mem::take(&mut self.scratch);
+        let result = self.decide_in(&mut scratch, store, metrics, now_ms, token, rule, may_wait);
+        self.scratch = scratch;
+        result
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn decide_in(
+        &mut self,
+        scratch: &mut jose::Scratch,
+        store: &dyn SharedStore,
+        metrics: &dyn Metrics,
+        now_ms: u64,
+        token: &str,
+        rule: Option<usize>,
+        may_wait: bool,
+    ) -> Result<(Verdict, Option<Fresh>), Refusal> {
         let now_s = now_ms / 1000;
-        let d = jose::decode(token).map_err(Refusal::Decode)?;
+        let d = jose::decode(token, scratch).map_err(Refusal::Decode)?;
         let alg = policy::check_header(&d.header, self.cfg.allowed_algorithms)?;
         let idx = self.select_provider(d.claims.iss.as_deref())?;
         let route = rule.and_then(|i| self.cfg.rules.get(i));
@@ -358,7 +379,7 @@ impl Engine {
             .map_or(&self.cfg.default_require, |r| &r.require);
         let mut headers = Vec::new();
         if !require.is_empty() || !self.cfg.claims_to_headers.is_empty() {
-            let payload: Value = serde_json::from_slice(&d.payload_json)
+            let payload: Value = serde_json::from_str(d.payload_json)
                 .map_err(|_| Refusal::Decode(jose::DecodeError::Claims))?;
             rules::authorize(require, &self.cfg.claim_paths, &payload)
                 .map_err(Refusal::InsufficientScope)?;
@@ -373,7 +394,7 @@ impl Engine {
         }
         let identity = self.identity_property.then(|| {
             let id = Identity {
-                aud: d.claims.aud.as_ref().map(|a| a.0.as_slice()),
+                aud: d.claims.aud.as_ref(),
                 iss: d.claims.iss.as_deref(),
                 provider: self.cfg.providers.get(idx).map(|p| p.name.as_str()),
                 sub: d.claims.sub.as_deref(),
@@ -403,13 +424,13 @@ impl Engine {
         let check = |key: &PublicKey| {
             let on_host = host
                 .as_deref()
-                .and_then(|h| key.verify_on_host(h, alg, d.signing_input, &d.signature));
+                .and_then(|h| key.verify_on_host(h, alg, d.signing_input, d.signature));
             if on_host.is_some() {
                 metrics.incr(Metric::HostVerification);
             }
             let result = match on_host {
                 Some(r) => r,
-                None => key.verify(alg, d.signing_input, &d.signature),
+                None => key.verify(alg, d.signing_input, d.signature),
             };
             verdict_of(result)
         };

@@ -155,8 +155,11 @@ pub fn check_header(header: &Header, allowed: AlgSet) -> Result<Alg, Refusal> {
         return Err(Refusal::UnsupportedCrit);
     }
     if let Some(typ) = &header.typ {
-        let t = typ.to_ascii_uppercase();
-        if t != "JWT" && !t.ends_with("+JWT") {
+        let t = typ.as_bytes();
+        let suffix = t.len().checked_sub(4).and_then(|i| t.get(i..));
+        if !t.eq_ignore_ascii_case(b"JWT")
+            && !suffix.is_some_and(|s| s.eq_ignore_ascii_case(b"+JWT"))
+        {
             return Err(Refusal::UnsupportedType);
         }
     }
@@ -219,7 +222,7 @@ pub fn check_claims(claims: &Claims, policy: &ClaimsPolicy, now_s: u64) -> Resul
         let ok = claims
             .aud
             .as_ref()
-            .is_some_and(|aud| aud.0.iter().any(|a| policy.audiences.contains(a)));
+            .is_some_and(|aud| aud.iter().any(|a| policy.audiences.iter().any(|p| p == a)));
         if !ok {
             return Err(Refusal::Audience);
         }
@@ -249,14 +252,14 @@ mod tests {
         }
     }
 
-    fn claims(exp: Option<f64>) -> Claims {
+    fn claims(exp: Option<f64>) -> Claims<'static> {
         Claims {
             exp: exp.map(NumericDate),
             ..Claims::default()
         }
     }
 
-    fn header(alg: &str) -> Header {
+    fn header(alg: &str) -> Header<'_> {
         Header {
             alg: alg.into(),
             ..Header::default()
