@@ -28,6 +28,7 @@ pub mod fetch;
 pub mod headers;
 pub mod hostcrypto;
 pub mod jose;
+pub mod json;
 pub mod jwks;
 pub mod keys;
 pub mod metrics;

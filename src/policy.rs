@@ -367,8 +367,10 @@ mod tests {
         assert_eq!(check_header(&h, allowed), Err(Refusal::UnsupportedType));
         // jku / jwk / x5u are ignored, never followed: the token still goes on
         // to key selection, where only configured keys exist.
-        let mut h = header("RS256");
-        h.jku = Some(serde_json::json!("https://attacker.example/jwks"));
+        let h = Header::parse(
+            r#"{"alg":"RS256","jku":"https://attacker.example/jwks","jwk":{"kty":"RSA"}}"#,
+        )
+        .unwrap();
         assert_eq!(check_header(&h, allowed), Ok(Alg::RS256));
     }
 

@@ -70,7 +70,10 @@ fn verdict(keys: &Result<jwks::Parsed, jwks::JwksError>, jws: &Value) -> Verdict
     let Ok(header_json) = URL_SAFE_NO_PAD.decode(h) else {
         return Verdict::Refused("header base64".into());
     };
-    let Ok(header) = serde_json::from_slice::<Header>(&header_json) else {
+    let Ok(header_text) = std::str::from_utf8(&header_json) else {
+        return Verdict::Refused("header utf-8".into());
+    };
+    let Ok(header) = Header::parse(header_text) else {
         return Verdict::Refused("header json".into());
     };
     let alg = match policy::check_header(&header, AlgSet::of(&Alg::ALL)) {

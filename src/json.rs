@@ -1,0 +1,542 @@
+//! A small strict JSON reader for the two documents every token carries,
+//! its JOSE header and its claims set. The caller walks one object and
+//! takes the members it knows; everything else is checked as JSON (RFC
+//! 8259) and skipped. Strings come back borrowed from the input unless they
+//! hold escapes. It exists for speed: serde_json's generic machinery ran
+//! most of the filter's own instructions per request (`make bench-callgrind`)
+//! and is kept for documents read once (configuration, JWKS) and for claim
+//! rules.
+#![forbid(unsafe_code)]
+
+use std::borrow::Cow;
+
+/// Deeper nesting is refused (serde_json's limit too), so that skipping a
+/// value never recurses without bound.
+const MAX_DEPTH: u32 = 128;
+
+/// Why a document was refused. Callers only need to know that it was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Error {
+    /// Not JSON: a syntax error, an unpaired surrogate, nesting too deep.
+    Syntax,
+    /// JSON, but a member has the wrong type.
+    Type,
+    /// A known member appears twice.
+    Duplicate,
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// A cursor over one JSON text.
+pub struct Reader<'a> {
+    src: &'a str,
+    pos: usize,
+    depth: u32,
+}
+
+impl<'a> Reader<'a> {
+    pub fn new(src: &'a str) -> Reader<'a> {
+        Reader {
+            src,
+            pos: 0,
+            depth: 0,
+        }
+    }
+
+    fn peek(&self) -> Option<u8> {
+        self.src.as_bytes().get(self.pos).copied()
+    }
+
+    fn ws(&mut self) {
+        while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.peek() {
+            self.pos += 1;
+        }
+    }
+
+    /// The next byte after whitespace, not consumed.
+    fn next_token(&mut self) -> Option<u8> {
+        self.ws();
+        self.peek()
+    }
+
+    fn expect(&mut self, b: u8) -> Result<()> {
+        if self.next_token() == Some(b) {
+            self.pos += 1;
+            Ok(())
+        } else {
+            Err(Error::Syntax)
+        }
+    }
+
+    fn literal(&mut self, word: &str) -> Result<()> {
+        let end = self.pos + word.len();
+        if self.src.as_bytes().get(self.pos..end) == Some(word.as_bytes()) {
+            self.pos = end;
+            Ok(())
+        } else {
+            Err(Error::Syntax)
+        }
+    }
+
+    /// Only whitespace is left.
+    pub fn finish(mut self) -> Result<()> {
+        self.ws();
+        if self.pos == self.src.len() {
+            Ok(())
+        } else {
+            Err(Error::Syntax)
+        }
+    }
+
+    /// Consumes a `null` if one comes next.
+    pub fn null(&mut self) -> Result<bool> {
+        if self.next_token() == Some(b'n') {
+            self.literal("null")?;
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    /// Reads an object, handing each member's key to `member`, which must
+    /// consume the value (read it or [`Reader::skip`] it).
+    pub fn object(
+        &mut self,
+        mut member: impl FnMut(&mut Reader<'a>, &str) -> Result<()>,
+    ) -> Result<()> {
+        match self.next_token() {
+            Some(b'{') => {}
+            Some(_) => return Err(Error::Type),
+            None => return Err(Error::Syntax),
+        }
+        self.pos += 1;
+        self.enter()?;
+        if self.next_token() == Some(b'}') {
+            self.pos += 1;
+            self.depth -= 1;
+            return Ok(());
+        }
+        loop {
+            if self.next_token() != Some(b'"') {
+                return Err(Error::Syntax);
+            }
+            let key = self.string_body()?;
+            self.expect(b':')?;
+            member(self, &key)?;
+            match self.next_token() {
+                Some(b',') => self.pos += 1,
+                Some(b'}') => {
+                    self.pos += 1;
+                    self.depth -= 1;
+                    return Ok(());
+                }
+                _ => return Err(Error::Syntax),
+            }
+        }
+    }
+
+    /// Reads an array, calling `element` for each element, which must
+    /// consume it.
+    pub fn array(&mut self, mut element: impl FnMut(&mut Reader<'a>) -> Result<()>) -> Result<()> {
+        match self.next_token() {
+            Some(b'[') => {}
+            Some(_) => return Err(Error::Type),
+            None => return Err(Error::Syntax),
+        }
+        self.pos += 1;
+        self.enter()?;
+        if self.next_token() == Some(b']') {
+            self.pos += 1;
+            self.depth -= 1;
+            return Ok(());
+        }
+        loop {
+            element(self)?;
+            match self.next_token() {
+                Some(b',') => self.pos += 1,
+                Some(b']') => {
+                    self.pos += 1;
+                    self.depth -= 1;
+                    return Ok(());
+                }
+                _ => return Err(Error::Syntax),
+            }
+        }
+    }
+
+    fn enter(&mut self) -> Result<()> {
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            return Err(Error::Syntax);
+        }
+        Ok(())
+    }
+
+    /// Reads a string.
+    pub fn string(&mut self) -> Result<Cow<'a, str>> {
+        match self.next_token() {
+            Some(b'"') => self.string_body(),
+            Some(_) => Err(Error::Type),
+            None => Err(Error::Syntax),
+        }
+    }
+
+    /// The string that starts at the current quote.
+    fn string_body(&mut self) -> Result<Cow<'a, str>> {
+        self.pos += 1;
+        let start = self.pos;
+        let bytes = self.src.as_bytes();
+        loop {
+            match bytes.get(self.pos) {
+                None => return Err(Error::Syntax),
+                Some(b'"') => {
+                    let s = self.src.get(start..self.pos).ok_or(Error::Syntax)?;
+                    self.pos += 1;
+                    return Ok(Cow::Borrowed(s));
+                }
+                Some(b'\\') => break,
+                Some(0..=0x1f) => return Err(Error::Syntax),
+                Some(_) => self.pos += 1,
+            }
+        }
+        // Escapes: build the text.
+        let mut out = String::from(self.src.get(start..self.pos).ok_or(Error::Syntax)?);
+        loop {
+            let run = self.pos;
+            loop {
+                match bytes.get(self.pos) {
+                    None | Some(0..=0x1f) => return Err(Error::Syntax),
+                    Some(b'"' | b'\\') => break,
+                    Some(_) => self.pos += 1,
+                }
+            }
+            out.push_str(self.src.get(run..self.pos).ok_or(Error::Syntax)?);
+            if bytes.get(self.pos) == Some(&b'"') {
+                self.pos += 1;
+                return Ok(Cow::Owned(out));
+            }
+            // A backslash.
+            self.pos += 1;
+            let c = match bytes.get(self.pos) {
+                Some(b'"') => '"',
+                Some(b'\\') => '\\',
+                Some(b'/') => '/',
+                Some(b'b') => '\u{8}',
+                Some(b'f') => '\u{c}',
+                Some(b'n') => '\n',
+                Some(b'r') => '\r',
+                Some(b't') => '\t',
+                Some(b'u') => {
+                    self.pos += 1;
+                    let hi = self.hex4()?;
+                    let code = match hi {
+                        0xD800..=0xDBFF => {
+                            // A high surrogate must be followed by a low one.
+                            if bytes.get(self.pos..self.pos + 2) != Some(b"\\u") {
+                                return Err(Error::Syntax);
+                            }
+                            self.pos += 2;
+                            let lo = self.hex4()?;
+                            if !(0xDC00..=0xDFFF).contains(&lo) {
+                                return Err(Error::Syntax);
+                            }
+                            0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00)
+                        }
+                        0xDC00..=0xDFFF => return Err(Error::Syntax),
+                        _ => hi,
+                    };
+                    out.push(char::from_u32(code).ok_or(Error::Syntax)?);
+                    continue;
+                }
+                _ => return Err(Error::Syntax),
+            };
+            out.push(c);
+            self.pos += 1;
+        }
+    }
+
+    fn hex4(&mut self) -> Result<u32> {
+        let digits = self
+            .src
+            .as_bytes()
+            .get(self.pos..self.pos + 4)
+            .ok_or(Error::Syntax)?;
+        let mut v = 0u32;
+        for d in digits {
+            let n = match d {
+                b'0'..=b'9' => d - b'0',
+                b'a'..=b'f' => d - b'a' + 10,
+                b'A'..=b'F' => d - b'A' + 10,
+                _ => return Err(Error::Syntax),
+            };
+            v = v * 16 + u32::from(n);
+        }
+        self.pos += 4;
+        Ok(v)
+    }
+
+    /// Reads a number.
+    pub fn number(&mut self) -> Result<f64> {
+        match self.next_token() {
+            Some(b'-' | b'0'..=b'9') => {}
+            Some(_) => return Err(Error::Type),
+            None => return Err(Error::Syntax),
+        }
+        let start = self.pos;
+        let integer = self.number_syntax()?;
+        let text = self.src.get(start..self.pos).ok_or(Error::Syntax)?;
+        // Whole numbers of up to 15 digits are exact in an f64: no need for
+        // the general decimal conversion.
+        if integer && text.len() <= 15 {
+            let (neg, digits) = match text.strip_prefix('-') {
+                Some(d) => (true, d),
+                None => (false, text),
+            };
+            let v = digits
+                .bytes()
+                .fold(0u64, |v, d| v * 10 + u64::from(d - b'0')) as f64;
+            return Ok(if neg { -v } else { v });
+        }
+        text.parse::<f64>().map_err(|_| Error::Syntax)
+    }
+
+    /// Moves over a number's text (RFC 8259 grammar); true if it has no
+    /// fraction and no exponent.
+    fn number_syntax(&mut self) -> Result<bool> {
+        if self.peek() == Some(b'-') {
+            self.pos += 1;
+        }
+        match self.peek() {
+            Some(b'0') => self.pos += 1,
+            Some(b'1'..=b'9') => self.digits(),
+            _ => return Err(Error::Syntax),
+        }
+        let mut integer = true;
+        if self.peek() == Some(b'.') {
+            self.pos += 1;
+            if !matches!(self.peek(), Some(b'0'..=b'9')) {
+                return Err(Error::Syntax);
+            }
+            self.digits();
+            integer = false;
+        }
+        if let Some(b'e' | b'E') = self.peek() {
+            self.pos += 1;
+            if let Some(b'+' | b'-') = self.peek() {
+                self.pos += 1;
+            }
+            if !matches!(self.peek(), Some(b'0'..=b'9')) {
+                return Err(Error::Syntax);
+            }
+            self.digits();
+            integer = false;
+        }
+        Ok(integer)
+    }
+
+    fn digits(&mut self) {
+        while let Some(b'0'..=b'9') = self.peek() {
+            self.pos += 1;
+        }
+    }
+
+    /// Checks and skips any one value. As in serde_json, a skipped string
+    /// is only checked against the grammar: an escaped lone surrogate
+    /// passes (it matches the grammar; only turning it into text fails).
+    pub fn skip(&mut self) -> Result<()> {
+        match self.next_token() {
+            Some(b'{') => self.skip_object(),
+            Some(b'[') => self.array(|r| r.skip()),
+            Some(b'"') => self.skip_string(),
+            Some(b't') => self.literal("true"),
+            Some(b'f') => self.literal("false"),
+            Some(b'n') => self.literal("null"),
+            Some(b'-' | b'0'..=b'9') => self.number_syntax().map(drop),
+            _ => Err(Error::Syntax),
+        }
+    }
+
+    fn skip_object(&mut self) -> Result<()> {
+        self.pos += 1;
+        self.enter()?;
+        if self.next_token() == Some(b'}') {
+            self.pos += 1;
+            self.depth -= 1;
+            return Ok(());
+        }
+        loop {
+            if self.next_token() != Some(b'"') {
+                return Err(Error::Syntax);
+            }
+            self.skip_string()?;
+            self.expect(b':')?;
+            self.skip()?;
+            match self.next_token() {
+                Some(b',') => self.pos += 1,
+                Some(b'}') => {
+                    self.pos += 1;
+                    self.depth -= 1;
+                    return Ok(());
+                }
+                _ => return Err(Error::Syntax),
+            }
+        }
+    }
+
+    /// Moves over the string at the current quote, checking its grammar.
+    fn skip_string(&mut self) -> Result<()> {
+        self.pos += 1;
+        let bytes = self.src.as_bytes();
+        loop {
+            match bytes.get(self.pos) {
+                None | Some(0..=0x1f) => return Err(Error::Syntax),
+                Some(b'"') => {
+                    self.pos += 1;
+                    return Ok(());
+                }
+                Some(b'\\') => {
+                    self.pos += 1;
+                    match bytes.get(self.pos) {
+                        Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => {
+                            self.pos += 1
+                        }
+                        Some(b'u') => {
+                            self.pos += 1;
+                            self.hex4()?;
+                        }
+                        _ => return Err(Error::Syntax),
+                    }
+                }
+                Some(_) => self.pos += 1,
+            }
+        }
+    }
+
+    /// Skips one value and returns its text (for a caller that wants to
+    /// read it another way).
+    pub fn raw(&mut self) -> Result<&'a str> {
+        self.ws();
+        let start = self.pos;
+        self.skip()?;
+        self.src.get(start..self.pos).ok_or(Error::Syntax)
+    }
+}
+
+/// Records a known member: a second one is refused.
+pub fn once(seen: &mut u32, bit: u32) -> Result<()> {
+    if *seen & bit != 0 {
+        return Err(Error::Duplicate);
+    }
+    *seen |= bit;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn skip_all(text: &str) -> Result<()> {
+        let mut r = Reader::new(text);
+        r.skip()?;
+        r.finish()
+    }
+
+    #[test]
+    fn valid_json_is_skipped_and_invalid_refused() {
+        for ok in [
+            "{}",
+            " { \"a\" : [1, -0, 0.5, 1e3, 1E-3, -2.5e+10, true, false, null, \"x\"] } ",
+            "[[[]]]",
+            "\"\\u00e9\\ud83d\\ude00\\\"\\\\\\/\\b\\f\\n\\r\\t\"",
+            "{\"a\":{\"b\":{\"c\":[{}]}}}",
+            "123",
+        ] {
+            assert_eq!(skip_all(ok), Ok(()), "{ok}");
+        }
+        for bad in [
+            "",
+            "{",
+            "{\"a\"}",
+            "{\"a\":1,}",
+            "[1,]",
+            "{a:1}",
+            "01",
+            "1.",
+            ".5",
+            "+1",
+            "1e",
+            "-",
+            "tru",
+            "nul",
+            "\"\\x\"",
+            "\"\\u12\"",
+            "\"a\u{1}\"",
+            "\"open",
+            "{} x",
+            "[1 2]",
+            "{\"a\":1 \"b\":2}",
+            "'a'",
+        ] {
+            assert_eq!(skip_all(bad), Err(Error::Syntax), "{bad}");
+        }
+    }
+
+    #[test]
+    fn nesting_is_bounded() {
+        let deep = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
+        assert_eq!(skip_all(&deep(128)), Ok(()));
+        assert_eq!(skip_all(&deep(129)), Err(Error::Syntax));
+        assert_eq!(skip_all(&deep(100_000)), Err(Error::Syntax));
+    }
+
+    #[test]
+    fn strings_are_borrowed_unless_escaped() {
+        let mut r = Reader::new("\"plain é\"");
+        assert!(matches!(r.string(), Ok(Cow::Borrowed("plain é"))));
+        let mut r = Reader::new(r#""a\/b\u0041\ud83d\ude00""#);
+        let s = r.string().unwrap();
+        assert!(matches!(s, Cow::Owned(_)));
+        assert_eq!(s, "a/bA\u{1f600}");
+        assert_eq!(Reader::new("5").string(), Err(Error::Type));
+        // Lone surrogates match the grammar (a skipped value may hold one)
+        // but are no text.
+        for lone in [r#""\ud83d""#, r#""\ude00""#, r#""\ud83d\u0041""#] {
+            assert_eq!(skip_all(lone), Ok(()), "{lone}");
+            assert_eq!(Reader::new(lone).string(), Err(Error::Syntax), "{lone}");
+        }
+    }
+
+    #[test]
+    fn numbers_read_exactly() {
+        let num = |t: &str| Reader::new(t).number();
+        assert_eq!(num("0"), Ok(0.0));
+        assert_eq!(num("1700000000"), Ok(1_700_000_000.0));
+        assert_eq!(num("-12"), Ok(-12.0));
+        assert_eq!(num("1.5"), Ok(1.5));
+        assert_eq!(num("2e3"), Ok(2000.0));
+        assert_eq!(num("123456789012345678901"), Ok(123456789012345678901.0));
+        assert_eq!(num("1e400").map(f64::is_infinite), Ok(true));
+        assert_eq!(num("\"1\""), Err(Error::Type));
+        assert_eq!(
+            num("01"),
+            Ok(0.0),
+            "the reader stops after 0; finish() refuses the rest"
+        );
+    }
+
+    #[test]
+    fn objects_hand_over_each_member() {
+        let mut r = Reader::new(r#"{"a":1,"b":"x","c":[true],"a":2}"#);
+        let mut seen = Vec::new();
+        r.object(|r, k| {
+            seen.push(k.to_string());
+            r.skip()
+        })
+        .unwrap();
+        assert_eq!(seen, ["a", "b", "c", "a"]);
+        assert_eq!(Reader::new("[1]").object(|r, _| r.skip()), Err(Error::Type));
+        let mut bits = 0;
+        assert_eq!(once(&mut bits, 1), Ok(()));
+        assert_eq!(once(&mut bits, 2), Ok(()));
+        assert_eq!(once(&mut bits, 1), Err(Error::Duplicate));
+    }
+}
