@@ -54,6 +54,11 @@ def main():
     for k in keys:
         for alg in {"RSA": ["RS256", "PS384", "RS512"], "EC": [None], "OKP": ["EdDSA"]}[k.jwk()["kty"]]:
             put("token", jose.sign(k, alg, claims))
+    put("json", json.dumps(claims))
+    for doc in ['{"alg":"ES256","kid":"k\\/1","typ":"at+jwt","crit":null}',
+                '{"iss":"https:\\/\\/idp","aud":["a","b"],"exp":1.5e9,"x":[{"y":null}]}',
+                '{"sub":"\\ud83d\\ude00","nbf":0,"iat":-0,"z":"\\ud800"}', "[1]", "{}"]:
+        put("json", doc)
     put("token", jose.compact({"alg": "RS256", "crit": ["b64"], "b64": False}, claims))
     put("token", jose.compact({"alg": "RS256", "alg2": "none", "jku": "http://evil/"}, {"exp": "x"}))
 

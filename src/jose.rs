@@ -256,6 +256,52 @@ pub struct Scratch {
     header: Vec<u8>,
     payload: Vec<u8>,
     signature: Vec<u8>,
+    /// The last header part that decoded and what it decoded to: the
+    /// tokens of one issuer and key share their header, byte for byte, so
+    /// most tokens skip its base64 and JSON.
+    memo: Option<(String, OwnedHeader)>,
+}
+
+/// A [`Header`] kept between tokens.
+#[derive(Debug, Default)]
+struct OwnedHeader {
+    alg: String,
+    kid: Option<String>,
+    typ: Option<String>,
+    cty: Option<String>,
+    crit: Option<Vec<String>>,
+}
+
+impl OwnedHeader {
+    fn of(h: &Header) -> OwnedHeader {
+        let own = |t: &Option<Text>| t.as_ref().map(|t| t.0.to_string());
+        OwnedHeader {
+            alg: h.alg.0.to_string(),
+            kid: own(&h.kid),
+            typ: own(&h.typ),
+            cty: own(&h.cty),
+            crit: h
+                .crit
+                .as_ref()
+                .map(|c| c.iter().map(|t| t.0.to_string()).collect()),
+        }
+    }
+
+    fn view(&self) -> Header<'_> {
+        fn text(s: &Option<String>) -> Option<Text<'_>> {
+            s.as_deref().map(Text::from)
+        }
+        Header {
+            alg: Text::from(self.alg.as_str()),
+            kid: text(&self.kid),
+            typ: text(&self.typ),
+            cty: text(&self.cty),
+            crit: self
+                .crit
+                .as_ref()
+                .map(|c| c.iter().map(|s| Text::from(s.as_str())).collect()),
+        }
+    }
 }
 
 /// A decoded, not yet verified, token: it borrows from the token and from
@@ -373,15 +419,27 @@ fn decode_parts<'a>(token: &'a str, scratch: &'a mut Scratch) -> Result<Decoded<
     if h.is_empty() || p.is_empty() {
         return Err(DecodeError::Parts);
     }
-    b64(h, &mut scratch.header)?;
+    let memo_hit = scratch.memo.as_ref().is_some_and(|(seg, _)| seg == h);
+    if !memo_hit {
+        scratch.memo = None;
+        b64(h, &mut scratch.header)?;
+    }
     b64(p, &mut scratch.payload)?;
     b64(s, &mut scratch.signature)?;
+    if !memo_hit {
+        // JSON text is UTF-8: checked once here, so that the parser need
+        // not check each string again.
+        let text = std::str::from_utf8(&scratch.header).map_err(|_| DecodeError::Header)?;
+        let owned = OwnedHeader::of(&Header::parse(text).map_err(|_| DecodeError::Header)?);
+        scratch.memo = Some((h.to_string(), owned));
+    }
     let scratch: &'a Scratch = scratch;
-    // JSON text is UTF-8: checked once here, so that the parser need not
-    // check each string again.
-    let header_json = std::str::from_utf8(&scratch.header).map_err(|_| DecodeError::Header)?;
+    let header = scratch
+        .memo
+        .as_ref()
+        .map(|(_, m)| m.view())
+        .ok_or(DecodeError::Header)?;
     let payload_json = std::str::from_utf8(&scratch.payload).map_err(|_| DecodeError::Claims)?;
-    let header = Header::parse(header_json).map_err(|_| DecodeError::Header)?;
     let claims = Claims::parse(payload_json).map_err(|_| DecodeError::Claims)?;
     let signing_input = token
         .get(..h.len() + 1 + p.len())
@@ -455,6 +513,54 @@ mod tests {
                 ["api"]
             );
         }
+    }
+
+    #[test]
+    fn a_repeated_header_part_reads_as_the_first_time_and_failures_are_not_kept() {
+        let mut scratch = Scratch::default();
+        let h1 = r#"{"alg":"RS256","kid":"k\/1","typ":"JWT","crit":["x"]}"#;
+        let h2 = r#"{"alg":"ES256"}"#;
+        let first = tok(h1, r#"{"sub":"a"}"#);
+        let again = format!("{}.{}.{}", enc(h1), enc(r#"{"sub":"b"}"#), enc("s2"));
+        for t in [&first, &again, &first] {
+            let d = super::decode(t, &mut scratch).unwrap();
+            assert_eq!(d.header.alg, "RS256");
+            assert_eq!(d.header.kid.as_deref(), Some("k/1"));
+            assert_eq!(d.header.typ.as_deref(), Some("JWT"));
+            assert_eq!(d.header.crit.as_ref().map(|c| c.len()), Some(1));
+        }
+        assert_eq!(
+            super::decode(&again, &mut scratch)
+                .unwrap()
+                .claims
+                .sub
+                .as_deref(),
+            Some("b")
+        );
+        let other = tok(h2, "{}");
+        let d = super::decode(&other, &mut scratch).unwrap();
+        assert_eq!((&*d.header.alg, d.header.kid.is_none()), ("ES256", true));
+        // A header that fails, twice: refused both times, and the next good
+        // token is read afresh.
+        let bad = tok(r#"{"alg":5}"#, "{}");
+        for _ in 0..2 {
+            assert_eq!(
+                super::decode(&bad, &mut scratch).unwrap_err(),
+                DecodeError::Header
+            );
+        }
+        let d = super::decode(&first, &mut scratch).unwrap();
+        assert_eq!(d.header.alg, "RS256");
+        // A good header with a bad payload keeps the header for the next.
+        let bad_claims = format!("{}.{}.{}", enc(h1), enc("[]"), enc("s"));
+        assert_eq!(
+            super::decode(&bad_claims, &mut scratch).unwrap_err(),
+            DecodeError::Claims
+        );
+        assert_eq!(
+            super::decode(&again, &mut scratch).unwrap().header.alg,
+            "RS256"
+        );
     }
 
     #[test]
