@@ -95,8 +95,9 @@ fn engine_section(budget_ms: u128, cases: &[Value]) {
             });
             println!("{:<28} {:>10.2} {:>8}", format!("{alg} {label}"), us, n);
         }
+        let mut scratch = jose::Scratch::default();
         let (us, n) = time_it(budget_ms / 2, || {
-            let _ = jose::decode(token);
+            let _ = jose::decode(token, &mut scratch);
         });
         println!(
             "{:<28} {:>10.2} {:>8}",
