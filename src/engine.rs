@@ -260,7 +260,12 @@ impl Engine {
                 return Verdict::Allow(grant);
             }
         }
-        match self.decide(store, metrics, now_ms, token, rule, may_wait) {
+        // The decode buffers are taken out while the token borrows them, so
+        // that `self` stays free.
+        let mut scratch = std::mem::take(&mut self.scratch);
+        let decided = self.decide(&mut scratch, store, metrics, now_ms, token, rule, may_wait);
+        self.scratch = scratch;
+        match decided {
             Ok((v, fresh)) => {
                 if let (true, Verdict::Allow(grant), Some(f)) = (cache, &v, fresh) {
                     if let Some(valid_until_ms) = f.valid_until_ms {
@@ -298,24 +303,8 @@ impl Engine {
         self.tokens.len()
     }
 
-    fn decide(
-        &mut self,
-        store: &dyn SharedStore,
-        metrics: &dyn Metrics,
-        now_ms: u64,
-        token: &str,
-        rule: Option<usize>,
-        may_wait: bool,
-    ) -> Result<(Verdict, Option<Fresh>), Refusal> {
-        // Taken out while the token borrows it, so `self` stays free.
-        let mut scratch = std::mem::take(&mut self.scratch);
-        let result = self.decide_in(&mut scratch, store, metrics, now_ms, token, rule, may_wait);
-        self.scratch = scratch;
-        result
-    }
-
     #[allow(clippy::too_many_arguments)]
-    fn decide_in(
+    fn decide(
         &mut self,
         scratch: &mut jose::Scratch,
         store: &dyn SharedStore,
@@ -327,7 +316,7 @@ impl Engine {
     ) -> Result<(Verdict, Option<Fresh>), Refusal> {
         let now_s = now_ms / 1000;
         let d = jose::decode(token, scratch).map_err(Refusal::Decode)?;
-        let alg = policy::check_header(&d.header, self.cfg.allowed_algorithms)?;
+        let alg = policy::check_header(d.header, self.cfg.allowed_algorithms)?;
         let idx = self.select_provider(d.claims.iss.as_deref())?;
         let route = rule.and_then(|i| self.cfg.rules.get(i));
         if route

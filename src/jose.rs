@@ -143,6 +143,23 @@ fn opt_date(r: &mut Reader) -> json::Result<Option<NumericDate>> {
     Ok(Some(NumericDate(v)))
 }
 
+/// The header members read; a second one of any of them is refused.
+const HEADER_MEMBERS: [&str; 9] = [
+    "alg", "kid", "typ", "cty", "crit", "jku", "x5u", "jwk", "x5c",
+];
+
+/// The registered claims read; a second one of any of them is refused.
+const CLAIM_MEMBERS: [&str; 7] = ["iss", "sub", "aud", "exp", "nbf", "iat", "jti"];
+
+/// The index of a known member, after refusing a second one.
+fn known(names: &[&str], key: &str, seen: &mut u32) -> json::Result<Option<usize>> {
+    let Some(i) = names.iter().position(|n| *n == key) else {
+        return Ok(None);
+    };
+    json::once(seen, 1 << i)?;
+    Ok(Some(i))
+}
+
 impl<'a> Header<'a> {
     /// Reads a header: a JSON object with a string `alg`.
     pub fn parse(text: &'a str) -> json::Result<Header<'a>> {
@@ -150,40 +167,19 @@ impl<'a> Header<'a> {
         let mut h = Header::default();
         let (mut seen, mut alg) = (0u32, None);
         r.object(|r, key| {
-            match key {
-                "alg" => {
-                    json::once(&mut seen, 1)?;
-                    alg = Some(Text(r.string()?));
-                }
-                "kid" => {
-                    json::once(&mut seen, 2)?;
-                    h.kid = opt_text(r)?;
-                }
-                "typ" => {
-                    json::once(&mut seen, 4)?;
-                    h.typ = opt_text(r)?;
-                }
-                "cty" => {
-                    json::once(&mut seen, 8)?;
-                    h.cty = opt_text(r)?;
-                }
-                "crit" => {
-                    json::once(&mut seen, 16)?;
-                    h.crit = opt_texts(r)?;
-                }
-                // Checked as JSON values, numbers within range included.
-                "jku" | "x5u" | "jwk" | "x5c" => {
-                    let bit = match key {
-                        "jku" => 32,
-                        "x5u" => 64,
-                        "jwk" => 128,
-                        _ => 256,
-                    };
-                    json::once(&mut seen, bit)?;
+            match known(&HEADER_MEMBERS, key, &mut seen)? {
+                None => r.skip()?,
+                Some(0) => alg = Some(Text(r.string()?)),
+                Some(1) => h.kid = opt_text(r)?,
+                Some(2) => h.typ = opt_text(r)?,
+                Some(3) => h.cty = opt_text(r)?,
+                Some(4) => h.crit = opt_texts(r)?,
+                // `jku`, `x5u`, `jwk`, `x5c`: checked as JSON values,
+                // numbers within range included, and otherwise ignored.
+                Some(_) => {
                     serde_json::from_str::<serde_json::Value>(r.raw()?)
                         .map_err(|_| json::Error::Syntax)?;
                 }
-                _ => r.skip()?,
             }
             Ok(())
         })?;
@@ -201,49 +197,32 @@ impl<'a> Claims<'a> {
         let mut c = Claims::default();
         let mut seen = 0u32;
         r.object(|r, key| {
-            match key {
-                "iss" => {
-                    json::once(&mut seen, 1)?;
-                    c.iss = opt_text(r)?;
-                }
-                "sub" => {
-                    json::once(&mut seen, 2)?;
-                    c.sub = opt_text(r)?;
-                }
-                "aud" => {
-                    json::once(&mut seen, 4)?;
-                    c.aud = if r.null()? {
-                        None
-                    } else {
-                        match r.string() {
-                            Ok(one) => Some(Audience(vec![Text(one)])),
-                            Err(json::Error::Type) => opt_texts(r)?.map(Audience),
-                            Err(e) => return Err(e),
-                        }
-                    };
-                }
-                "exp" => {
-                    json::once(&mut seen, 8)?;
-                    c.exp = opt_date(r)?;
-                }
-                "nbf" => {
-                    json::once(&mut seen, 16)?;
-                    c.nbf = opt_date(r)?;
-                }
-                "iat" => {
-                    json::once(&mut seen, 32)?;
-                    c.iat = opt_date(r)?;
-                }
-                "jti" => {
-                    json::once(&mut seen, 64)?;
-                    c.jti = opt_text(r)?;
-                }
-                _ => r.skip()?,
+            match known(&CLAIM_MEMBERS, key, &mut seen)? {
+                None => r.skip()?,
+                Some(0) => c.iss = opt_text(r)?,
+                Some(1) => c.sub = opt_text(r)?,
+                Some(2) => c.aud = opt_audience(r)?,
+                Some(3) => c.exp = opt_date(r)?,
+                Some(4) => c.nbf = opt_date(r)?,
+                Some(5) => c.iat = opt_date(r)?,
+                Some(_) => c.jti = opt_text(r)?,
             }
             Ok(())
         })?;
         r.finish()?;
         Ok(c)
+    }
+}
+
+/// `aud`: a string, an array of strings, or `null` (absent).
+fn opt_audience<'a>(r: &mut Reader<'a>) -> json::Result<Option<Audience<'a>>> {
+    if r.null()? {
+        return Ok(None);
+    }
+    match r.string() {
+        Ok(one) => Ok(Some(Audience(vec![Text(one)]))),
+        Err(json::Error::Type) => Ok(opt_texts(r)?.map(Audience)),
+        Err(e) => Err(e),
     }
 }
 
@@ -259,47 +238,27 @@ pub struct Scratch {
     /// The last header part that decoded and what it decoded to: the
     /// tokens of one issuer and key share their header, byte for byte, so
     /// most tokens skip its base64 and JSON.
-    memo: Option<(String, OwnedHeader)>,
+    memo: Option<(String, Header<'static>)>,
 }
 
-/// A [`Header`] kept between tokens.
-#[derive(Debug, Default)]
-struct OwnedHeader {
-    alg: String,
-    kid: Option<String>,
-    typ: Option<String>,
-    cty: Option<String>,
-    crit: Option<Vec<String>>,
-}
-
-impl OwnedHeader {
-    fn of(h: &Header) -> OwnedHeader {
-        let own = |t: &Option<Text>| t.as_ref().map(|t| t.0.to_string());
-        OwnedHeader {
-            alg: h.alg.0.to_string(),
-            kid: own(&h.kid),
-            typ: own(&h.typ),
-            cty: own(&h.cty),
-            crit: h
-                .crit
-                .as_ref()
-                .map(|c| c.iter().map(|t| t.0.to_string()).collect()),
-        }
+impl Text<'_> {
+    fn into_owned(self) -> Text<'static> {
+        Text(Cow::Owned(self.0.into_owned()))
     }
+}
 
-    fn view(&self) -> Header<'_> {
-        fn text(s: &Option<String>) -> Option<Text<'_>> {
-            s.as_deref().map(Text::from)
-        }
+impl Header<'_> {
+    /// The same header, owning its text (to be kept between tokens).
+    fn into_owned(self) -> Header<'static> {
+        let own = |t: Option<Text>| t.map(Text::into_owned);
         Header {
-            alg: Text::from(self.alg.as_str()),
-            kid: text(&self.kid),
-            typ: text(&self.typ),
-            cty: text(&self.cty),
+            alg: self.alg.into_owned(),
+            kid: own(self.kid),
+            typ: own(self.typ),
+            cty: own(self.cty),
             crit: self
                 .crit
-                .as_ref()
-                .map(|c| c.iter().map(|s| Text::from(s.as_str())).collect()),
+                .map(|c| c.into_iter().map(Text::into_owned).collect()),
         }
     }
 }
@@ -308,7 +267,7 @@ impl OwnedHeader {
 /// the [`Scratch`] it was decoded into.
 #[derive(Debug)]
 pub struct Decoded<'a> {
-    pub header: Header<'a>,
+    pub header: &'a Header<'static>,
     pub claims: Claims<'a>,
     /// `base64url(header) "." base64url(payload)`: what the signature covers.
     pub signing_input: &'a str,
@@ -430,14 +389,15 @@ fn decode_parts<'a>(token: &'a str, scratch: &'a mut Scratch) -> Result<Decoded<
         // JSON text is UTF-8: checked once here, so that the parser need
         // not check each string again.
         let text = std::str::from_utf8(&scratch.header).map_err(|_| DecodeError::Header)?;
-        let owned = OwnedHeader::of(&Header::parse(text).map_err(|_| DecodeError::Header)?);
+        let header = Header::parse(text).map_err(|_| DecodeError::Header)?;
+        let owned = header.into_owned();
         scratch.memo = Some((h.to_string(), owned));
     }
     let scratch: &'a Scratch = scratch;
     let header = scratch
         .memo
         .as_ref()
-        .map(|(_, m)| m.view())
+        .map(|(_, h)| h)
         .ok_or(DecodeError::Header)?;
     let payload_json = std::str::from_utf8(&scratch.payload).map_err(|_| DecodeError::Claims)?;
     let claims = Claims::parse(payload_json).map_err(|_| DecodeError::Claims)?;

@@ -103,57 +103,50 @@ impl<'a> Reader<'a> {
         &mut self,
         mut member: impl FnMut(&mut Reader<'a>, &str) -> Result<()>,
     ) -> Result<()> {
-        match self.next_token() {
-            Some(b'{') => {}
-            Some(_) => return Err(Error::Type),
-            None => return Err(Error::Syntax),
-        }
-        self.pos += 1;
-        self.enter()?;
-        if self.next_token() == Some(b'}') {
-            self.pos += 1;
-            self.depth -= 1;
-            return Ok(());
-        }
-        loop {
-            if self.next_token() != Some(b'"') {
+        self.items(b'{', b'}', |r| {
+            if r.next_token() != Some(b'"') {
                 return Err(Error::Syntax);
             }
-            let key = self.string_body()?;
-            self.expect(b':')?;
-            member(self, &key)?;
-            match self.next_token() {
-                Some(b',') => self.pos += 1,
-                Some(b'}') => {
-                    self.pos += 1;
-                    self.depth -= 1;
-                    return Ok(());
-                }
-                _ => return Err(Error::Syntax),
-            }
-        }
+            let key = r.string_body()?;
+            r.expect(b':')?;
+            member(r, &key)
+        })
     }
 
     /// Reads an array, calling `element` for each element, which must
     /// consume it.
-    pub fn array(&mut self, mut element: impl FnMut(&mut Reader<'a>) -> Result<()>) -> Result<()> {
+    pub fn array(&mut self, element: impl FnMut(&mut Reader<'a>) -> Result<()>) -> Result<()> {
+        self.items(b'[', b']', element)
+    }
+
+    /// The comma-separated items between `open` and `close`; `each` consumes
+    /// one.
+    fn items(
+        &mut self,
+        open: u8,
+        close: u8,
+        mut each: impl FnMut(&mut Reader<'a>) -> Result<()>,
+    ) -> Result<()> {
         match self.next_token() {
-            Some(b'[') => {}
+            Some(b) if b == open => {}
             Some(_) => return Err(Error::Type),
             None => return Err(Error::Syntax),
         }
         self.pos += 1;
-        self.enter()?;
-        if self.next_token() == Some(b']') {
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            return Err(Error::Syntax);
+        }
+        if self.next_token() == Some(close) {
             self.pos += 1;
             self.depth -= 1;
             return Ok(());
         }
         loop {
-            element(self)?;
+            each(self)?;
             match self.next_token() {
                 Some(b',') => self.pos += 1,
-                Some(b']') => {
+                Some(b) if b == close => {
                     self.pos += 1;
                     self.depth -= 1;
                     return Ok(());
@@ -161,14 +154,6 @@ impl<'a> Reader<'a> {
                 _ => return Err(Error::Syntax),
             }
         }
-    }
-
-    fn enter(&mut self) -> Result<()> {
-        self.depth += 1;
-        if self.depth > MAX_DEPTH {
-            return Err(Error::Syntax);
-        }
-        Ok(())
     }
 
     /// Reads a string.
@@ -356,30 +341,14 @@ impl<'a> Reader<'a> {
     }
 
     fn skip_object(&mut self) -> Result<()> {
-        self.pos += 1;
-        self.enter()?;
-        if self.next_token() == Some(b'}') {
-            self.pos += 1;
-            self.depth -= 1;
-            return Ok(());
-        }
-        loop {
-            if self.next_token() != Some(b'"') {
+        self.items(b'{', b'}', |r| {
+            if r.next_token() != Some(b'"') {
                 return Err(Error::Syntax);
             }
-            self.skip_string()?;
-            self.expect(b':')?;
-            self.skip()?;
-            match self.next_token() {
-                Some(b',') => self.pos += 1,
-                Some(b'}') => {
-                    self.pos += 1;
-                    self.depth -= 1;
-                    return Ok(());
-                }
-                _ => return Err(Error::Syntax),
-            }
-        }
+            r.skip_string()?;
+            r.expect(b':')?;
+            r.skip()
+        })
     }
 
     /// Moves over the string at the current quote, checking its grammar.
