@@ -1151,7 +1151,7 @@ def print_report(ctx, report, rows, out=sys.stdout):
 def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--rounds", type=int, default=3, help="measured rounds (default 3)")
+    p.add_argument("--rounds", type=int, default=5, help="measured rounds (default 5)")
     p.add_argument("--duration", type=int, default=3,
                    help="whole seconds per run (default 3; wrk takes whole seconds)")
     p.add_argument("--connections", type=int, default=16, help="wrk connections (default 16)")
