@@ -36,33 +36,7 @@ impl DecodeError {
 
 /// A string member of the header or claims: borrowed from the decoded JSON
 /// when it has no escapes (the common case), owned when it has.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Text<'a>(pub Cow<'a, str>);
-
-impl<'a> From<&'a str> for Text<'a> {
-    fn from(s: &'a str) -> Text<'a> {
-        Text(Cow::Borrowed(s))
-    }
-}
-
-impl PartialEq<str> for Text<'_> {
-    fn eq(&self, other: &str) -> bool {
-        *self.0 == *other
-    }
-}
-
-impl PartialEq<&str> for Text<'_> {
-    fn eq(&self, other: &&str) -> bool {
-        *self.0 == **other
-    }
-}
-
-impl std::ops::Deref for Text<'_> {
-    type Target = str;
-    fn deref(&self) -> &str {
-        &self.0
-    }
-}
+pub type Text<'a> = Cow<'a, str>;
 
 /// The JOSE header fields this filter looks at (RFC 7515 section 4.1). A
 /// known member given twice is refused. `jku`, `x5u`, `jwk` and `x5c` are
@@ -83,7 +57,7 @@ pub struct Audience<'a>(pub Vec<Text<'a>>);
 
 impl Audience<'_> {
     pub fn iter(&self) -> impl Iterator<Item = &str> {
-        self.0.iter().map(|t| &*t.0)
+        self.0.iter().map(|t| &**t)
     }
 }
 
@@ -115,7 +89,7 @@ fn opt_text<'a>(r: &mut Reader<'a>) -> json::Result<Option<Text<'a>>> {
     if r.null()? {
         return Ok(None);
     }
-    r.string().map(|s| Some(Text(s)))
+    r.string().map(Some)
 }
 
 /// An optional array of strings: `null` is absent.
@@ -125,7 +99,7 @@ fn opt_texts<'a>(r: &mut Reader<'a>) -> json::Result<Option<Vec<Text<'a>>>> {
     }
     let mut all = Vec::new();
     r.array(|r| {
-        all.push(Text(r.string()?));
+        all.push(r.string()?);
         Ok(())
     })?;
     Ok(Some(all))
@@ -169,7 +143,7 @@ impl<'a> Header<'a> {
         r.object(|r, key| {
             match known(&HEADER_MEMBERS, key, &mut seen)? {
                 None => r.skip()?,
-                Some(0) => alg = Some(Text(r.string()?)),
+                Some(0) => alg = Some(r.string()?),
                 Some(1) => h.kid = opt_text(r)?,
                 Some(2) => h.typ = opt_text(r)?,
                 Some(3) => h.cty = opt_text(r)?,
@@ -220,7 +194,7 @@ fn opt_audience<'a>(r: &mut Reader<'a>) -> json::Result<Option<Audience<'a>>> {
         return Ok(None);
     }
     match r.string() {
-        Ok(one) => Ok(Some(Audience(vec![Text(one)]))),
+        Ok(one) => Ok(Some(Audience(vec![one]))),
         Err(json::Error::Type) => Ok(opt_texts(r)?.map(Audience)),
         Err(e) => Err(e),
     }
@@ -241,24 +215,21 @@ pub struct Scratch {
     memo: Option<(String, Header<'static>)>,
 }
 
-impl Text<'_> {
-    fn into_owned(self) -> Text<'static> {
-        Text(Cow::Owned(self.0.into_owned()))
-    }
+/// A string that owns its text.
+fn owned(t: Text) -> Text<'static> {
+    Cow::Owned(t.into_owned())
 }
 
 impl Header<'_> {
     /// The same header, owning its text (to be kept between tokens).
     fn into_owned(self) -> Header<'static> {
-        let own = |t: Option<Text>| t.map(Text::into_owned);
+        let own = |t: Option<Text>| t.map(owned);
         Header {
-            alg: self.alg.into_owned(),
+            alg: owned(self.alg),
             kid: own(self.kid),
             typ: own(self.typ),
             cty: own(self.cty),
-            crit: self
-                .crit
-                .map(|c| c.into_iter().map(Text::into_owned).collect()),
+            crit: self.crit.map(|c| c.into_iter().map(owned).collect()),
         }
     }
 }
@@ -461,8 +432,8 @@ mod tests {
             r#"{"iss":"https:\/\/idp\/x","sub":"al\u00efce","aud":["\u0061pi"]}"#,
         );
         let (a, b) = (decode(&plain).unwrap(), decode(&escaped).unwrap());
-        assert!(matches!(a.claims.iss.as_ref().unwrap().0, Cow::Borrowed(_)));
-        assert!(matches!(b.claims.iss.as_ref().unwrap().0, Cow::Owned(_)));
+        assert!(matches!(a.claims.iss, Some(Cow::Borrowed(_))));
+        assert!(matches!(b.claims.iss, Some(Cow::Owned(_))));
         for d in [&a, &b] {
             assert_eq!(d.header.alg, "RS256");
             assert_eq!(d.header.kid.as_deref(), Some("k/1"));
