@@ -165,78 +165,84 @@ impl<'a> Reader<'a> {
         }
     }
 
-    /// The string that starts at the current quote.
+    /// The string that starts at the current quote: borrowed unless it
+    /// holds escapes.
     fn string_body(&mut self) -> Result<Cow<'a, str>> {
         self.pos += 1;
         let start = self.pos;
         let bytes = self.src.as_bytes();
+        // The usual string, without escapes: a scan with no calls in it.
         loop {
             match bytes.get(self.pos) {
-                None => return Err(Error::Syntax),
+                None | Some(0..=0x1f) => return Err(Error::Syntax),
                 Some(b'"') => {
                     let s = self.src.get(start..self.pos).ok_or(Error::Syntax)?;
                     self.pos += 1;
                     return Ok(Cow::Borrowed(s));
                 }
                 Some(b'\\') => break,
-                Some(0..=0x1f) => return Err(Error::Syntax),
                 Some(_) => self.pos += 1,
             }
         }
         // Escapes: build the text.
-        let mut out = String::from(self.src.get(start..self.pos).ok_or(Error::Syntax)?);
+        let mut out = String::new();
+        let mut run = start;
         loop {
-            let run = self.pos;
-            loop {
-                match bytes.get(self.pos) {
-                    None | Some(0..=0x1f) => return Err(Error::Syntax),
-                    Some(b'"' | b'\\') => break,
-                    Some(_) => self.pos += 1,
-                }
-            }
-            out.push_str(self.src.get(run..self.pos).ok_or(Error::Syntax)?);
-            if bytes.get(self.pos) == Some(&b'"') {
-                self.pos += 1;
-                return Ok(Cow::Owned(out));
-            }
-            // A backslash.
-            self.pos += 1;
-            let c = match bytes.get(self.pos) {
-                Some(b'"') => '"',
-                Some(b'\\') => '\\',
-                Some(b'/') => '/',
-                Some(b'b') => '\u{8}',
-                Some(b'f') => '\u{c}',
-                Some(b'n') => '\n',
-                Some(b'r') => '\r',
-                Some(b't') => '\t',
-                Some(b'u') => {
+            match bytes.get(self.pos) {
+                None | Some(0..=0x1f) => return Err(Error::Syntax),
+                Some(b'"') => {
+                    out.push_str(self.src.get(run..self.pos).ok_or(Error::Syntax)?);
                     self.pos += 1;
-                    let hi = self.hex4()?;
-                    let code = match hi {
-                        0xD800..=0xDBFF => {
-                            // A high surrogate must be followed by a low one.
-                            if bytes.get(self.pos..self.pos + 2) != Some(b"\\u") {
+                    return Ok(Cow::Owned(out));
+                }
+                Some(b'\\') => {
+                    out.push_str(self.src.get(run..self.pos).ok_or(Error::Syntax)?);
+                    self.pos += 1;
+                    let code = match self.escape()? {
+                        hi @ 0xD800..=0xDBFF => {
+                            // A high surrogate must be followed by an escaped
+                            // low one.
+                            if bytes.get(self.pos) != Some(&b'\\') {
                                 return Err(Error::Syntax);
                             }
-                            self.pos += 2;
-                            let lo = self.hex4()?;
+                            self.pos += 1;
+                            let lo = self.escape()?;
                             if !(0xDC00..=0xDFFF).contains(&lo) {
                                 return Err(Error::Syntax);
                             }
                             0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00)
                         }
-                        0xDC00..=0xDFFF => return Err(Error::Syntax),
-                        _ => hi,
+                        // A lone low surrogate is no character: refused here.
+                        code => code,
                     };
                     out.push(char::from_u32(code).ok_or(Error::Syntax)?);
-                    continue;
+                    run = self.pos;
                 }
-                _ => return Err(Error::Syntax),
-            };
-            out.push(c);
-            self.pos += 1;
+                Some(_) => self.pos += 1,
+            }
         }
+    }
+
+    /// One escape, its backslash already consumed: the character, or for
+    /// `\uXXXX` the UTF-16 code unit (surrogate halves are the caller's).
+    fn escape(&mut self) -> Result<u32> {
+        let c = match self.peek() {
+            Some(b'"') => '"',
+            Some(b'\\') => '\\',
+            Some(b'/') => '/',
+            Some(b'b') => '\u{8}',
+            Some(b'f') => '\u{c}',
+            Some(b'n') => '\n',
+            Some(b'r') => '\r',
+            Some(b't') => '\t',
+            Some(b'u') => {
+                self.pos += 1;
+                return self.hex4();
+            }
+            _ => return Err(Error::Syntax),
+        };
+        self.pos += 1;
+        Ok(u32::from(c))
     }
 
     fn hex4(&mut self) -> Result<u32> {
@@ -354,9 +360,8 @@ impl<'a> Reader<'a> {
     /// Moves over the string at the current quote, checking its grammar.
     fn skip_string(&mut self) -> Result<()> {
         self.pos += 1;
-        let bytes = self.src.as_bytes();
         loop {
-            match bytes.get(self.pos) {
+            match self.peek() {
                 None | Some(0..=0x1f) => return Err(Error::Syntax),
                 Some(b'"') => {
                     self.pos += 1;
@@ -364,16 +369,7 @@ impl<'a> Reader<'a> {
                 }
                 Some(b'\\') => {
                     self.pos += 1;
-                    match bytes.get(self.pos) {
-                        Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => {
-                            self.pos += 1
-                        }
-                        Some(b'u') => {
-                            self.pos += 1;
-                            self.hex4()?;
-                        }
-                        _ => return Err(Error::Syntax),
-                    }
+                    self.escape()?;
                 }
                 Some(_) => self.pos += 1,
             }
