@@ -8,6 +8,7 @@
 #   make bench  throughput and CPU per request, side by side with Envoy's native jwt_authn
 #   make bench-crypto  signature-check cost per algorithm inside wasm under V8 (node), no Envoy
 #   make bench-callgrind  instructions and simulated cache misses per request (valgrind)
+#   make bench-floor  make bench's host-crypto rows beside the floor variant (tools/floor.patch)
 #   make build  the release .wasm
 #
 # Everything the targets need is installed by them: the wasm32-wasip1 Rust target (rustup) and a
@@ -22,7 +23,7 @@ ENVOY := $(VENV)/bin/envoy
 STAMP := $(VENV)/.installed
 E2E_ARGS ?=
 
-.PHONY: build run test fmt-check clippy unit e2e setup clean fuzz fuzz-smoke fuzz-setup soak soak-short bench bench-crypto bench-callgrind kong-schema test-kong
+.PHONY: build run test fmt-check clippy unit e2e setup clean fuzz fuzz-smoke fuzz-setup soak soak-short bench bench-crypto bench-callgrind bench-floor floor-patch-check kong-schema test-kong
 BENCH_ARGS ?=
 FUZZ_TARGETS := token json jwks config request
 FUZZ_SECONDS ?= 120
@@ -105,6 +106,31 @@ bench: setup build
 	  $$SUDO apt-get update && $$SUDO apt-get install -y wrk; }
 	JWT_JWKS_WASM=$(abspath $(WASM)) ENVOY_BIN=$(abspath $(ENVOY)) $(PY) tools/bench.py $(BENCH_ARGS)
 
+# The floor (issue 5): this source with tools/floor.patch, which keeps only what
+# any filter verifying with Envoy's host crypto must still do per request, side
+# by side in one Envoy with the filter as built and native jwt_authn.
+FLOOR_WASM := target/floor/$(WASM_TARGET)/release/jwt_jwks.wasm
+$(FLOOR_WASM): Cargo.toml Cargo.lock $(wildcard src/*.rs) tools/floor.patch
+	d=$$(mktemp -d) && trap 'rm -rf "$$d"' EXIT && \
+	  cp -r Cargo.toml Cargo.lock src "$$d"/ && git -C "$$d" apply $(abspath tools/floor.patch) && \
+	  CARGO_TARGET_DIR=$(abspath target/floor) cargo build --locked --release \
+	    --target $(WASM_TARGET) --manifest-path "$$d"/Cargo.toml
+
+# Timed (wrk), then counted under callgrind when valgrind is installed.
+bench-floor: setup build $(FLOOR_WASM)
+	@command -v wrk >/dev/null 2>&1 || { SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$SUDO apt-get update && $$SUDO apt-get install -y wrk; }
+	JWT_JWKS_WASM=$(abspath $(WASM)) ENVOY_BIN=$(abspath $(ENVOY)) $(PY) tools/bench.py \
+	  --alt $(abspath $(FLOOR_WASM)) --only native,wasm_host,wasm_alt --skip-extras $(BENCH_ARGS)
+	@if command -v valgrind >/dev/null 2>&1; then \
+	  JWT_JWKS_WASM=$(abspath $(WASM)) ENVOY_BIN=$(abspath $(ENVOY)) $(PY) tools/cgbench.py \
+	    --alt $(abspath $(FLOOR_WASM)) --only native,wasm_host,wasm_alt; \
+	else echo "bench-floor: valgrind is not installed: no callgrind counts (apt-get install valgrind)"; fi
+
+# tools/floor.patch must keep applying to the source (checked by make test).
+floor-patch-check:
+	git apply --check tools/floor.patch
+
 # Kong's config_schema against the configuration corpus and the Kong examples.
 kong-schema: setup
 	$(PY) -m pytest tests/kong -q
@@ -115,7 +141,7 @@ test-kong: setup build
 	@test -n "$(NGX_WASM_NGINX)" || { echo "set NGX_WASM_NGINX to an nginx built with ngx_wasm_module"; exit 2; }
 	NGX_WASM_NGINX=$(abspath $(NGX_WASM_NGINX)) JWT_JWKS_WASM=$(abspath $(WASM)) $(PY) -m pytest tests/kong -q
 
-test: fmt-check clippy unit e2e kong-schema fuzz-smoke soak-short
+test: fmt-check clippy floor-patch-check unit e2e kong-schema fuzz-smoke soak-short
 
 clean:
 	cargo clean

@@ -20,6 +20,8 @@ What it starts, all on 127.0.0.1, and stops (by process group) when it ends:
         wasm_host_id  the same with the identity filter-state property on (the default)
         wasm_pure     this filter, host_crypto "off", token_cache_size 0
         wasm_cache    this filter, defaults (token cache on)
+        wasm_alt      only with --alt WASM: that module, wasm_host's configuration, a VM
+                      of its own (make bench-floor: the floor variant, tools/floor.patch)
     Like native jwt_authn by default, the filter scenarios forward nothing but the
     request (identity_property null), except wasm_host_id, which shows that cost.
   * wrk (1 thread, pinned to CPU 1), a Lua script rotating through a file of tokens.
@@ -28,8 +30,8 @@ Runs: unique tokens (a pool of --tokens pre-minted tokens, distinct `jti`) for n
 wasm_noop, native, wasm_host, wasm_pure; one repeated token for native_cache and
 wasm_cache. Algorithms: RS256 and ES256 everywhere; PS256 and EdDSA for native and
 wasm_pure. Every listener is checked before measuring (valid token 200, forged
-signature 401, no token 401). After one warm-up pass the runs are interleaved round
-robin for --rounds rounds (the order rotated each round). For each run Envoy's CPU
+signature 401, no token 401). After one warm-up pass the runs are interleaved
+for --rounds rounds (a fresh random order each round). For each run Envoy's CPU
 time (utime+stime of /proc/<pid>/stat) is read before and after and divided by the
 requests wrk completed: CPU us per request; "added" is that minus `none` of the same
 round; the ratio is added / added of native (unique tokens) or native_cache (repeated
@@ -91,9 +93,10 @@ SCENARIOS = {
     "wasm_host_id": ("unique", ("RS256", "ES256"), True),
     "wasm_pure": ("unique", ALGS, True),
     "wasm_cache": ("repeated", ("RS256", "ES256"), True),
+    "wasm_alt": ("unique", ("RS256", "ES256"), True),
 }
-ORDER = ["none", "wasm_noop", "native", "native_cache", "wasm_host", "wasm_host_id", "wasm_pure",
-         "wasm_cache"]
+ORDER = ["none", "wasm_noop", "native", "native_cache", "wasm_host", "wasm_alt", "wasm_host_id",
+         "wasm_pure", "wasm_cache"]
 # (scenario, alg) pairs that may be missing without it being a failure
 OPTIONAL = {("native", "PS256"), ("native", "EdDSA")}
 # fields a build may not know yet: dropped (and the dependent scenario listed as
@@ -282,7 +285,7 @@ def jwks_cluster(srv):
     }
 
 
-def wasm_http_filter(wasm_path, cfg):
+def wasm_http_filter(wasm_path, cfg, vm_id=VM_ID):
     return {
         "name": "envoy.filters.http.wasm",
         "typed_config": {
@@ -291,7 +294,7 @@ def wasm_http_filter(wasm_path, cfg):
                 "name": "jwt_jwks",
                 "root_id": "jwt_jwks",
                 "vm_config": {
-                    "vm_id": VM_ID,
+                    "vm_id": vm_id,
                     "runtime": "envoy.wasm.runtime.v8",
                     "code": {"local": {"filename": wasm_path}},
                 },
@@ -419,6 +422,11 @@ def scenario_filters(ctx, name, srv, dropped):
                               identity_property="jwt_jwks_identity"))
     if name == "wasm_pure":
         return wasm(wasm_base(srv, host_crypto="off", token_cache_size=0))
+    if name == "wasm_alt":
+        # another module (--alt) with wasm_host's configuration, in a VM of its own
+        cfg = wasm_base(srv, host_crypto="on", token_cache_size=0)
+        cfg = {k: v for k, v in cfg.items() if k not in dropped}
+        return [wasm_http_filter(ctx.args.alt, cfg, VM_ID + "_alt")]
     if name == "wasm_cache":
         return wasm(wasm_base(srv))
     raise ValueError(name)
@@ -638,6 +646,7 @@ CHECK_STATS = {
     "native_cache": ("cache hit", "jwt_authn.jwt_cache_hit"),
     "wasm_host": ("host verify", "jwt_jwks_host_verifications"),
     "wasm_host_id": ("host verify", "jwt_jwks_host_verifications"),
+    "wasm_alt": ("host verify", "jwt_jwks_host_verifications"),
     "wasm_pure": ("allowed", "jwt_jwks_allowed"),
     "wasm_cache": ("cache hit", "jwt_jwks_token_cache_hit"),
 }
@@ -696,6 +705,8 @@ def run_benchmark(ctx, report):
     doc = {"keys": [keys[alg].jwk(alg=alg) for alg in ALGS]}
 
     scenarios = [s for s in ORDER if s in ("none",) or not a.only or s in a.only]
+    if not a.alt:
+        scenarios.remove("wasm_alt")
     pools = {}
     need_unique = {alg for s in scenarios for alg in SCENARIOS[s][1]
                    if SCENARIOS[s][0] == "unique"}
@@ -762,8 +773,11 @@ def run_benchmark(ctx, report):
         for sp in specs:
             measure(ctx, env, sp, a.warmup, random.randrange(a.tokens), record=False)
     for r in range(a.rounds):
-        shift = r % len(specs)
-        order = specs[shift:] + specs[:shift]
+        # A fresh random order each round: a rotation keeps every run behind the
+        # same neighbour, and what that neighbour leaves in the caches and the
+        # allocator then biases one scenario against another in every round.
+        order = list(specs)
+        random.shuffle(order)
         for sp in order:
             res = measure(ctx, env, sp, a.duration, random.randrange(a.tokens))
             res["round"] = r
@@ -788,7 +802,7 @@ def summarize(specs, rounds):
     rows = []
     for sp in specs:
         added, ratio = [], []
-        if sp.scenario in ("wasm_host", "wasm_host_id", "wasm_pure"):
+        if sp.scenario in ("wasm_host", "wasm_host_id", "wasm_pure", "wasm_alt"):
             ref = by_key.get(("native", sp.alg, "unique"))
         elif sp.scenario == "wasm_cache":
             ref = by_key.get(("native_cache", sp.alg, "repeated"))
@@ -1169,6 +1183,9 @@ def parse_args(argv):
                    help="the filter's min_refresh_interval in the rotation run (default 5)")
     p.add_argument("--burst", type=int, default=500, help="unknown kids per burst (default 500)")
     p.add_argument("--burst-concurrency", type=int, default=50)
+    p.add_argument("--alt", metavar="WASM",
+                   help="another module, measured as wasm_alt with wasm_host's configuration "
+                        "(make bench-floor: the floor variant of tools/floor.patch)")
     p.add_argument("--no-pin", action="store_true", help="do not pin Envoy and wrk to CPUs")
     p.add_argument("--skip-extras", action="store_true",
                    help="only the load table (no start-up, cold start, rotation)")
@@ -1180,6 +1197,12 @@ def parse_args(argv):
     if unknown:
         p.error("unknown scenario(s): %s (known: %s)" % (", ".join(sorted(unknown)),
                                                           ", ".join(ORDER)))
+    if "wasm_alt" in a.only and not a.alt:
+        p.error("wasm_alt needs --alt WASM")
+    if a.alt:
+        a.alt = os.path.abspath(a.alt)
+        if not os.path.isfile(a.alt):
+            p.error("--alt: no such file: %s" % a.alt)
     a.cold_delays = [float(x) for x in a.cold_delays.split(",") if x.strip()]
     if a.rounds < 1 or a.duration < 1 or a.warmup < 0 or a.connections < a.threads or a.tokens < 1:
         p.error("need --rounds >= 1, --duration >= 1, --warmup >= 0, --connections >= --threads, --tokens >= 1")

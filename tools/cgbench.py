@@ -38,8 +38,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import bench  # noqa: E402  (tools/bench.py: listeners, keys, tokens, Envoy process)
 
-SCENARIOS = ["none", "wasm_noop", "native", "native_cache", "wasm_host", "wasm_cache",
-             "wasm_pure"]
+SCENARIOS = ["none", "wasm_noop", "native", "native_cache", "wasm_host", "wasm_alt",
+             "wasm_cache", "wasm_pure"]
 EVENTS = ("Ir", "I1mr", "D1mr", "D1mw", "DLmr", "DLmw", "ILmr", "Bcm")
 
 
@@ -179,6 +179,8 @@ def measure_all(ctx, args):
     os.chmod(wrapper, 0o755)
     ctx.envoy_bin = wrapper
     scenarios = [s for s in SCENARIOS if s == "none" or not args.only or s in args.only]
+    if not args.alt:
+        scenarios.remove("wasm_alt")
     listeners = [(s, bench.scenario_filters(ctx, s, srv, set())) for s in scenarios]
     env = bench.make_envoy(ctx, "callgrind-envoy", listeners, [srv])
     bench.log("starting Envoy under callgrind (slow)")
@@ -216,19 +218,30 @@ def measure_all(ctx, args):
     return rows
 
 
+def estimate(d):
+    """Cycles by callgrind's usual estimate: each instruction one cycle, a
+    first-level miss or a mispredicted branch ten more, a last-level miss a
+    hundred more. A model, not time; but the same every run."""
+    return (d["Ir"] + 10 * (d["I1mr"] + d["D1mr"] + d["D1mw"] + d["Bcm"])
+            + 100 * (d["ILmr"] + d["DLmr"] + d["DLmw"]))
+
+
 def print_rows(rows, out=sys.stdout):
     base = rows[("none", "-")]
     head = ("scenario", "alg", "Ir", "I1 miss", "D1 miss", "LL miss", "Bcm",
-            "wasm Ir", "wasm I1")
-    lines = []
+            "wasm Ir", "wasm I1", "est. cycles", "x native")
+    lines, est = [], {}
     for (s, alg), r in rows.items():
         b, bw = (base, base["wasm"]) if s != "none" else ({}, {})
         d = {ev: r[ev] - b.get(ev, 0) for ev in EVENTS}
         w = {ev: r["wasm"][ev] - bw.get(ev, 0) for ev in EVENTS}
+        est[(s, alg)] = estimate(d)
+        ref = est.get(("native", alg)) if s in ("wasm_host", "wasm_alt", "wasm_pure") else None
         lines.append((s, alg, "%.0f" % d["Ir"], "%.0f" % d["I1mr"],
                       "%.0f" % (d["D1mr"] + d["D1mw"]),
                       "%.0f" % (d["ILmr"] + d["DLmr"] + d["DLmw"]), "%.0f" % d["Bcm"],
-                      "%.0f" % w["Ir"], "%.0f" % w["I1mr"]))
+                      "%.0f" % w["Ir"], "%.0f" % w["I1mr"], "%.0f" % est[(s, alg)],
+                      "%.2f" % (est[(s, alg)] / ref) if ref else "-"))
     widths = [max(len(h), *(len(l[i]) for l in lines)) for i, h in enumerate(head)]
     fmt = "  ".join("%%-%ds" % w if i < 2 else "%%%ds" % w for i, w in enumerate(widths))
     print(fmt % head, file=out)
@@ -237,6 +250,9 @@ def print_rows(rows, out=sys.stdout):
         print(fmt % l, file=out)
     print("\nPer request; every row but `none` less `none` (its own row: absolute).", file=out)
     print("wasm = code V8 compiled from the module (the filter, its SDK and crates).", file=out)
+    print("est. cycles = Ir + 10 x (I1 + D1 misses + Bcm) + 100 x LL misses; x native: of the",
+          file=out)
+    print("native row of the same algorithm (same run, both less `none`).", file=out)
 
 
 def main(argv=None):
@@ -245,8 +261,13 @@ def main(argv=None):
     p.add_argument("--algs", default="RS256,ES256")
     p.add_argument("--only", default="", help="comma-separated scenarios (none always runs)")
     p.add_argument("--idle", type=float, default=5.0, help="seconds of idle measurement")
+    p.add_argument("--alt", metavar="WASM",
+                   help="another module, counted as wasm_alt with wasm_host's configuration")
     a = p.parse_args(sys.argv[1:] if argv is None else argv)
     a.only = [s for s in a.only.split(",") if s]
+    if "wasm_alt" in a.only and not a.alt:
+        p.error("wasm_alt needs --alt WASM")
+    a.alt = a.alt and os.path.abspath(a.alt)
     unknown = set(a.only) - set(SCENARIOS)
     if unknown or a.requests < 1:
         p.error("unknown scenario(s) %s or --requests < 1" % sorted(unknown))
