@@ -97,6 +97,8 @@ SCENARIOS = {
 }
 ORDER = ["none", "wasm_noop", "native", "native_cache", "wasm_host", "wasm_alt", "wasm_host_id",
          "wasm_pure", "wasm_cache"]
+# the scenarios whose ratio is to native jwt_authn of the same algorithm (unique tokens)
+VS_NATIVE = ("wasm_host", "wasm_host_id", "wasm_pure", "wasm_alt")
 # (scenario, alg) pairs that may be missing without it being a failure
 OPTIONAL = {("native", "PS256"), ("native", "EdDSA")}
 # fields a build may not know yet: dropped (and the dependent scenario listed as
@@ -399,9 +401,9 @@ def wasm_base(srv, **extra):
 
 def scenario_filters(ctx, name, srv, dropped):
     """The http filters of a scenario's listener (None: unavailable with this build)."""
-    def wasm(cfg):
+    def wasm(cfg, path=ctx.wasm, vm_id=VM_ID):
         cfg = {k: v for k, v in cfg.items() if k not in dropped}
-        return [wasm_http_filter(ctx.wasm, cfg)]
+        return [wasm_http_filter(path, cfg, vm_id)]
 
     if name == "none":
         return []
@@ -411,10 +413,13 @@ def scenario_filters(ctx, name, srv, dropped):
         return [native_http_filter(srv, NATIVE_CACHE_SIZE)]
     if name == "wasm_noop":
         return wasm({"jwks_uri": srv.url, "rules": [{"path_prefix": "/", "auth": "public"}]})
-    if name == "wasm_host":
+    if name in ("wasm_host", "wasm_alt"):
         if "host_crypto" in dropped:
             return None
-        return wasm(wasm_base(srv, host_crypto="on", token_cache_size=0))
+        cfg = wasm_base(srv, host_crypto="on", token_cache_size=0)
+        if name == "wasm_alt":  # another module (--alt), in a VM of its own
+            return wasm(cfg, ctx.args.alt, VM_ID + "_alt")
+        return wasm(cfg)
     if name == "wasm_host_id":
         if "host_crypto" in dropped:
             return None
@@ -422,11 +427,6 @@ def scenario_filters(ctx, name, srv, dropped):
                               identity_property="jwt_jwks_identity"))
     if name == "wasm_pure":
         return wasm(wasm_base(srv, host_crypto="off", token_cache_size=0))
-    if name == "wasm_alt":
-        # another module (--alt) with wasm_host's configuration, in a VM of its own
-        cfg = wasm_base(srv, host_crypto="on", token_cache_size=0)
-        cfg = {k: v for k, v in cfg.items() if k not in dropped}
-        return [wasm_http_filter(ctx.args.alt, cfg, VM_ID + "_alt")]
     if name == "wasm_cache":
         return wasm(wasm_base(srv))
     raise ValueError(name)
@@ -774,8 +774,8 @@ def run_benchmark(ctx, report):
             measure(ctx, env, sp, a.warmup, random.randrange(a.tokens), record=False)
     for r in range(a.rounds):
         # A fresh random order each round: a rotation keeps every run behind the
-        # same neighbour, and what that neighbour leaves in the caches and the
-        # allocator then biases one scenario against another in every round.
+        # same neighbour, whose leftovers (caches, allocator) would then weigh on
+        # the same scenario in every round.
         order = list(specs)
         random.shuffle(order)
         for sp in order:
@@ -802,7 +802,7 @@ def summarize(specs, rounds):
     rows = []
     for sp in specs:
         added, ratio = [], []
-        if sp.scenario in ("wasm_host", "wasm_host_id", "wasm_pure", "wasm_alt"):
+        if sp.scenario in VS_NATIVE:
             ref = by_key.get(("native", sp.alg, "unique"))
         elif sp.scenario == "wasm_cache":
             ref = by_key.get(("native_cache", sp.alg, "repeated"))

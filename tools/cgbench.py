@@ -236,7 +236,7 @@ def print_rows(rows, out=sys.stdout):
         d = {ev: r[ev] - b.get(ev, 0) for ev in EVENTS}
         w = {ev: r["wasm"][ev] - bw.get(ev, 0) for ev in EVENTS}
         est[(s, alg)] = estimate(d)
-        ref = est.get(("native", alg)) if s in ("wasm_host", "wasm_alt", "wasm_pure") else None
+        ref = est.get(("native", alg)) if s in bench.VS_NATIVE else None
         lines.append((s, alg, "%.0f" % d["Ir"], "%.0f" % d["I1mr"],
                       "%.0f" % (d["D1mr"] + d["D1mw"]),
                       "%.0f" % (d["ILmr"] + d["DLmr"] + d["DLmw"]), "%.0f" % d["Bcm"],
