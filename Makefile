@@ -23,7 +23,7 @@ ENVOY := $(VENV)/bin/envoy
 STAMP := $(VENV)/.installed
 E2E_ARGS ?=
 
-.PHONY: build run test fmt-check clippy unit e2e setup clean fuzz fuzz-smoke fuzz-setup soak soak-short bench bench-crypto bench-callgrind bench-floor floor-patch-check kong-schema test-kong
+.PHONY: build run test fmt-check clippy unit e2e setup clean fuzz fuzz-smoke fuzz-setup soak soak-short bench bench-crypto bench-callgrind bench-floor floor-patch-check wrk kong-schema test-kong
 BENCH_ARGS ?=
 FUZZ_TARGETS := token json jwks config request
 FUZZ_SECONDS ?= 120
@@ -99,11 +99,14 @@ soak: setup build
 soak-short: setup build
 	$(PY) tools/soak.py --duration 60 --wasm $(abspath $(WASM)) --envoy $(abspath $(ENVOY))
 
-# Side by side with Envoy's native jwt_authn (issue 5): prints a table of
-# rps, latency and CPU per request; never fails on numbers.
-bench: setup build
+# wrk, the load generator of make bench and make bench-floor (Debian package).
+wrk:
 	@command -v wrk >/dev/null 2>&1 || { SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
 	  $$SUDO apt-get update && $$SUDO apt-get install -y wrk; }
+
+# Side by side with Envoy's native jwt_authn (issue 5): prints a table of
+# rps, latency and CPU per request; never fails on numbers.
+bench: setup build wrk
 	JWT_JWKS_WASM=$(abspath $(WASM)) ENVOY_BIN=$(abspath $(ENVOY)) $(PY) tools/bench.py $(BENCH_ARGS)
 
 # The floor (issue 5): this source with tools/floor.patch, which keeps only what
@@ -117,9 +120,7 @@ $(FLOOR_WASM): Cargo.toml Cargo.lock $(wildcard src/*.rs) tools/floor.patch
 	    --target $(WASM_TARGET) --manifest-path "$$d"/Cargo.toml
 
 # Timed (wrk), then counted under callgrind when valgrind is installed.
-bench-floor: setup build $(FLOOR_WASM)
-	@command -v wrk >/dev/null 2>&1 || { SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
-	  $$SUDO apt-get update && $$SUDO apt-get install -y wrk; }
+bench-floor: setup build wrk $(FLOOR_WASM)
 	JWT_JWKS_WASM=$(abspath $(WASM)) ENVOY_BIN=$(abspath $(ENVOY)) $(PY) tools/bench.py \
 	  --alt $(abspath $(FLOOR_WASM)) --only native,wasm_host,wasm_alt --skip-extras $(BENCH_ARGS)
 	@if command -v valgrind >/dev/null 2>&1; then \
