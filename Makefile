@@ -32,7 +32,7 @@ SOAK_SECONDS ?= 600
 
 build: $(WASM)
 
-$(WASM): Cargo.toml Cargo.lock $(wildcard src/*.rs)
+$(WASM): Cargo.toml Cargo.lock $(shell find src -name '*.rs')
 	@rustup target list --installed | grep -qx $(WASM_TARGET) || rustup target add $(WASM_TARGET)
 	cargo build --locked --release --target $(WASM_TARGET)
 	@ls -l $(WASM)
@@ -113,7 +113,7 @@ bench: setup build wrk
 # any filter verifying with Envoy's host crypto must still do per request, side
 # by side in one Envoy with the filter as built and native jwt_authn.
 FLOOR_WASM := target/floor/$(WASM_TARGET)/release/jwt_jwks.wasm
-$(FLOOR_WASM): Cargo.toml Cargo.lock $(wildcard src/*.rs) tools/floor.patch
+$(FLOOR_WASM): Cargo.toml Cargo.lock $(shell find src -name '*.rs') tools/floor.patch
 	d=$$(mktemp -d) && trap 'rm -rf "$$d"' EXIT && \
 	  cp -r Cargo.toml Cargo.lock src "$$d"/ && git -C "$$d" apply $(abspath tools/floor.patch) && \
 	  CARGO_TARGET_DIR=$(abspath target/floor) cargo build --locked --release \

@@ -3,7 +3,7 @@
 
 Seeds come from the Wycheproof JWS vectors (../shared/testvectors), tokens
 minted here with throwaway keys (never the keys in fuzz/keys.json, so no
-seed can verify there), JWKS documents, the configurations in the README and
+seed can verify there), JWKS documents, the configurations in the README, docs/ and
 envoy/ examples, and admin/request lines. Run by `make fuzz` and the smoke
 run in `make test`; the corpora are not committed.
 """
@@ -62,7 +62,9 @@ def main():
     put("token", jose.compact({"alg": "RS256", "crit": ["b64"], "b64": False}, claims))
     put("token", jose.compact({"alg": "RS256", "alg2": "none", "jku": "http://evil/"}, {"exp": "x"}))
 
-    for path in (os.path.join(ROOT, "README.md"), os.path.join(ROOT, "envoy", "envoy.yaml")):
+    docs = os.path.join(ROOT, "docs")
+    pages = [os.path.join(docs, n) for n in sorted(os.listdir(docs)) if n.endswith(".md")]
+    for path in [os.path.join(ROOT, "README.md"), os.path.join(ROOT, "envoy", "envoy.yaml")] + pages:
         text = open(path).read()
         for block in re.findall(r"```json\n(.*?)```", text, re.S):
             put("config", block)

@@ -3,7 +3,7 @@
 //! Prometheus plugin's `wasm_metrics` option.
 #![forbid(unsafe_code)]
 
-use crate::policy::Refusal;
+use crate::authz::refusal::Refusal;
 
 /// One counter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

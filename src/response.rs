@@ -3,7 +3,7 @@
 
 use serde_json::json;
 
-use crate::policy::{Class, Refusal};
+use crate::authz::refusal::{Class, Refusal};
 
 /// A local reply, host-neutral.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -110,7 +110,7 @@ pub fn is_grpc(content_type: Option<&str>) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::jose::DecodeError;
+    use crate::token::jose::DecodeError;
 
     fn header<'a>(r: &'a LocalReply, name: &str) -> Option<&'a str> {
         r.headers
@@ -157,7 +157,8 @@ mod tests {
 
     #[test]
     fn insufficient_scope_names_what_is_missing() {
-        use crate::rules::{Match, Missing, Requirement, Requirements};
+        use crate::authz::rules::Missing;
+        use crate::config::rules::{Match, Requirement, Requirements};
         let missing = Missing(Requirements {
             scopes: Some(Requirement {
                 mode: Match::Any,

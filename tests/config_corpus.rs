@@ -9,7 +9,7 @@
 //!   cannot express; listed in kong/README.md);
 //! - `schema_stricter/`: refused by the schema, accepted here (deliberate).
 //!
-//! Every JSON configuration in the README must parse too.
+//! Every JSON configuration in the README and in docs/ must parse too.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -71,16 +71,27 @@ fn what_the_schema_refuses_on_purpose_still_parses() {
 }
 
 #[test]
-fn every_json_configuration_in_the_readme_loads() {
-    let readme =
-        fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+fn every_json_configuration_in_the_docs_loads() {
+    // The README and the reference pages it links to.
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut pages = vec![root.join("README.md")];
+    let mut docs: Vec<_> = fs::read_dir(root.join("docs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "md"))
+        .collect();
+    docs.sort();
+    pages.extend(docs);
     let mut blocks = 0;
-    for (i, chunk) in readme.split("```json\n").skip(1).enumerate() {
-        let block = chunk.split("```").next().unwrap();
-        if let Err(e) = Config::parse(block.as_bytes()) {
-            panic!("README json block {i}: {e}\n{block}");
+    for page in &pages {
+        let text = fs::read_to_string(page).unwrap();
+        for (i, chunk) in text.split("```json\n").skip(1).enumerate() {
+            let block = chunk.split("```").next().unwrap();
+            if let Err(e) = Config::parse(block.as_bytes()) {
+                panic!("{} json block {i}: {e}\n{block}", page.display());
+            }
+            blocks += 1;
         }
-        blocks += 1;
     }
-    assert!(blocks >= 4, "{blocks}");
+    assert!(blocks >= 5, "{blocks}");
 }

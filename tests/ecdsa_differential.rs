@@ -1,4 +1,4 @@
-//! `jwt_jwks::ecdsa` against the `ecdsa` crate's verifier (through `p256`,
+//! `jwt_jwks::crypto::ecdsa` against the `ecdsa` crate's verifier (through `p256`,
 //! `p384` and `p521`) on deterministic pseudo-random keys, messages and signatures,
 //! plus mutated signatures: both must give the same verdict on every input,
 //! and the verdicts the ECDSA definition fixes are asserted outright.
@@ -6,7 +6,7 @@
 mod common;
 
 use common::Rng;
-use jwt_jwks::ecdsa::{P256Key, P384Key, P521Key};
+use jwt_jwks::crypto::ecdsa::{P256Key, P384Key, P521Key};
 
 /// Big-endian `a - b` (a >= b), same length.
 fn be_sub(a: &[u8], b: &[u8]) -> Vec<u8> {

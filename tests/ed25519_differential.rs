@@ -14,8 +14,8 @@ use curve25519_dalek::constants::{ED25519_BASEPOINT_POINT, EIGHT_TORSION};
 use curve25519_dalek::edwards::EdwardsPoint;
 use curve25519_dalek::scalar::Scalar;
 use curve25519_dalek::traits::IsIdentity;
-use jwt_jwks::alg::{Alg, AlgSet};
-use jwt_jwks::keys::PublicKey;
+use jwt_jwks::crypto::alg::{Alg, AlgSet};
+use jwt_jwks::crypto::key::PublicKey;
 
 /// An RFC 8032 signer that can add a torsion point to `R` or to the key.
 struct Signer {

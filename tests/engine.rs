@@ -7,14 +7,15 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use jwt_jwks::cache::{MemoryStore, Names, SharedStore};
+use jwt_jwks::authz::refusal::Refusal;
 use jwt_jwks::config::Config;
 use jwt_jwks::engine::{Engine, Pending, Verdict};
-use jwt_jwks::fetch::Answer;
-use jwt_jwks::jose::DecodeError;
+use jwt_jwks::keys::layout::Names;
+use jwt_jwks::keys::refresh::Answer;
 use jwt_jwks::metrics::{MemoryMetrics, Metric};
-use jwt_jwks::policy::Refusal;
-use jwt_jwks::token::Source;
+use jwt_jwks::store::{MemoryStore, SharedStore};
+use jwt_jwks::token::find::Source;
+use jwt_jwks::token::jose::DecodeError;
 use jwt_simple::prelude::*;
 use serde_json::{json, Value};
 
@@ -842,17 +843,17 @@ struct FlakyStore {
     failing: std::cell::Cell<bool>,
 }
 
-impl jwt_jwks::cache::SharedStore for FlakyStore {
-    fn get(&self, key: &str) -> Result<(Option<Vec<u8>>, u32), jwt_jwks::cache::StoreError> {
+impl jwt_jwks::store::SharedStore for FlakyStore {
+    fn get(&self, key: &str) -> Result<(Option<Vec<u8>>, u32), jwt_jwks::store::StoreError> {
         if self.failing.get() {
-            return Err(jwt_jwks::cache::StoreError::Host("InternalFailure".into()));
+            return Err(jwt_jwks::store::StoreError::Host("InternalFailure".into()));
         }
         self.inner.get(key)
     }
 
-    fn set(&self, key: &str, value: &[u8], cas: u32) -> Result<(), jwt_jwks::cache::StoreError> {
+    fn set(&self, key: &str, value: &[u8], cas: u32) -> Result<(), jwt_jwks::store::StoreError> {
         if self.failing.get() {
-            return Err(jwt_jwks::cache::StoreError::Host("InternalFailure".into()));
+            return Err(jwt_jwks::store::StoreError::Host("InternalFailure".into()));
         }
         self.inner.set(key, value, cas)
     }
@@ -968,7 +969,7 @@ struct FakeHost {
     calls: std::cell::RefCell<Vec<Vec<u8>>>,
 }
 
-impl jwt_jwks::hostcrypto::HostCrypto for FakeHost {
+impl jwt_jwks::crypto::host::HostCrypto for FakeHost {
     fn verify(&self, args: &[u8]) -> Result<bool, String> {
         self.calls.borrow_mut().push(args.to_vec());
         self.answer.clone()
@@ -1012,7 +1013,7 @@ fn host_crypto_checks_rsa_and_ecdsa_and_leaves_pss_and_eddsa_to_wasm() {
     let raw_sig = URL_SAFE_NO_PAD
         .decode(t.rsplit('.').next().unwrap())
         .unwrap();
-    let der = jwt_jwks::hostcrypto::ecdsa_der(&raw_sig, 32).unwrap();
+    let der = jwt_jwks::crypto::host::ecdsa_der(&raw_sig, 32).unwrap();
     assert!(args.windows(der.len()).any(|win| win == der.as_slice()));
 
     // A host that cannot answer: the wasm path decides (valid passes,

@@ -10,11 +10,11 @@
 
 use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD};
 use base64::Engine as _;
-use jwt_jwks::cache::MemoryStore;
 use jwt_jwks::config::Config;
 use jwt_jwks::engine::{Engine, Verdict};
-use jwt_jwks::fetch::Answer;
+use jwt_jwks::keys::refresh::Answer;
 use jwt_jwks::metrics::MemoryMetrics;
+use jwt_jwks::store::MemoryStore;
 use jwt_simple::prelude::*;
 use p521::ecdsa::signature::Signer as _;
 use serde_json::{json, Value};

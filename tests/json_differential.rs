@@ -1,5 +1,5 @@
 //! The token's header and claims reader (`jose::Header::parse`,
-//! `jose::Claims::parse`, on `src/json.rs`) against serde_json with the
+//! `jose::Claims::parse`, on `src/token/json.rs`) against serde_json with the
 //! derived structs it replaced, on random documents and random mutations of
 //! them. They must agree on every document that is a JSON object: the same
 //! accept or refuse, and the same values. The one intended difference: a
@@ -9,7 +9,7 @@
 mod common;
 
 use common::Rng;
-use jwt_jwks::jose::{Claims, Header};
+use jwt_jwks::token::jose::{Claims, Header};
 use serde::de::{self, Deserializer};
 use serde::Deserialize;
 

@@ -1,4 +1,4 @@
-//! Differential test of `jwt_jwks::rsa` against jwt-simple (pure Rust, the
+//! Differential test of `jwt_jwks::crypto::rsa` against jwt-simple (pure Rust, the
 //! RSA implementation the filter used before): fresh keys of 2048, 3072 and
 //! 4096 bits, tokens with random claims signed by jwt-simple for RS256/384/512
 //! and PS256/384/512. Both verifiers must accept every genuine signature and
@@ -10,9 +10,9 @@ mod common;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use common::Rng;
-use jwt_jwks::alg::{Alg, AlgSet, KeyFamily};
-use jwt_jwks::keys::{PublicKey, SigError};
-use jwt_jwks::rsa::{Hash, RsaKey};
+use jwt_jwks::crypto::alg::{Alg, AlgSet, KeyFamily};
+use jwt_jwks::crypto::key::{PublicKey, SigError};
+use jwt_jwks::crypto::rsa::{Hash, RsaKey};
 use jwt_simple::prelude::*;
 
 /// Our verdict for `alg`.

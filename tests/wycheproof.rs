@@ -12,10 +12,11 @@ use std::collections::BTreeMap;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use jwt_jwks::alg::{Alg, AlgSet};
-use jwt_jwks::jose::Header;
-use jwt_jwks::keys::SigError;
-use jwt_jwks::{jwks, policy};
+use jwt_jwks::authz::claims;
+use jwt_jwks::crypto::alg::{Alg, AlgSet};
+use jwt_jwks::crypto::key::SigError;
+use jwt_jwks::keys::jwks;
+use jwt_jwks::token::jose::Header;
 use serde_json::Value;
 
 const VECTORS: &str = concat!(
@@ -76,7 +77,7 @@ fn verdict(keys: &Result<jwks::Parsed, jwks::JwksError>, jws: &Value) -> Verdict
     let Ok(header) = Header::parse(header_text) else {
         return Verdict::Refused("header json".into());
     };
-    let alg = match policy::check_header(&header, AlgSet::of(&Alg::ALL)) {
+    let alg = match claims::check_header(&header, AlgSet::of(&Alg::ALL)) {
         Ok(a) => a,
         Err(r) => return Verdict::Refused(r.describe().into()),
     };

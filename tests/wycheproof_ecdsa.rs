@@ -1,7 +1,7 @@
 //! Wycheproof ECDSA vectors in IEEE P1363 form (`r || s`, the JOSE encoding),
 //! vendored in `tests/vectors/wycheproof/`.
 //!
-//! P-256/SHA-256 and P-384/SHA-384 run against `jwt_jwks::ecdsa` directly,
+//! P-256/SHA-256 and P-384/SHA-384 run against `jwt_jwks::crypto::ecdsa` directly,
 //! P-521/SHA-512 both directly and through `keys::PublicKey` (the ES512
 //! path). Every `valid` vector must verify and every `invalid` one must fail.
 //!
@@ -14,9 +14,9 @@
 mod common;
 
 use common::hex;
-use jwt_jwks::alg::{Alg, AlgSet, KeyFamily};
-use jwt_jwks::ecdsa::{P256Key, P384Key, P521Key};
-use jwt_jwks::keys::PublicKey;
+use jwt_jwks::crypto::alg::{Alg, AlgSet, KeyFamily};
+use jwt_jwks::crypto::ecdsa::{P256Key, P384Key, P521Key};
+use jwt_jwks::crypto::key::PublicKey;
 use p256::ecdsa::signature::Verifier as _;
 use serde_json::Value;
 

@@ -6,9 +6,9 @@
 mod common;
 
 use common::hex;
-use jwt_jwks::alg::{Alg, AlgSet};
-use jwt_jwks::ed25519::VerifyingKey;
-use jwt_jwks::keys::PublicKey;
+use jwt_jwks::crypto::alg::{Alg, AlgSet};
+use jwt_jwks::crypto::ed25519::VerifyingKey;
+use jwt_jwks::crypto::key::PublicKey;
 
 #[test]
 fn wycheproof_ed25519() {

@@ -1,5 +1,5 @@
 //! Wycheproof primitive-level RSA vectors (`tests/vectors/wycheproof/`)
-//! run straight against `jwt_jwks::rsa`.
+//! run straight against `jwt_jwks::crypto::rsa`.
 //!
 //! Groups whose parameters JWS uses (PKCS#1 v1.5 with SHA-256/384/512; PSS
 //! with MGF1 over the same hash and sLen = hLen, RFC 7518 section 3.5) are
@@ -30,7 +30,7 @@ use std::collections::BTreeMap;
 mod common;
 
 use common::hex;
-use jwt_jwks::rsa::{Hash, RsaKey};
+use jwt_jwks::crypto::rsa::{Hash, RsaKey};
 use serde_json::Value;
 
 const PKCS1_FILES: &[&str] = &[

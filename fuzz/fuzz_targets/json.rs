@@ -1,11 +1,11 @@
-//! The token header and claims reader (src/json.rs): nothing may panic, and
+//! The token header and claims reader (src/token/json.rs): nothing may panic, and
 //! nothing it accepts may be other than JSON. serde_json's `IgnoredAny` is
 //! the judge: it checks the grammar with the same leniency as the reader's
 //! skipping (escaped lone surrogates, numbers out of f64 range), and the
 //! members the reader decodes are checked more strictly still.
 #![no_main]
 
-use jwt_jwks::jose::{Claims, Header};
+use jwt_jwks::token::jose::{Claims, Header};
 use libfuzzer_sys::fuzz_target;
 use serde::de::IgnoredAny;
 

@@ -1,8 +1,8 @@
 //! The JWKS parser: any document, never a panic; what loads re-loads.
 #![no_main]
 
-use jwt_jwks::alg::{Alg, AlgSet};
-use jwt_jwks::jwks;
+use jwt_jwks::crypto::alg::{Alg, AlgSet};
+use jwt_jwks::keys::jwks;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

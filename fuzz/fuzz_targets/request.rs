@@ -5,7 +5,9 @@
 use std::sync::OnceLock;
 
 use jwt_jwks::config::Config;
-use jwt_jwks::{admin, rules, token};
+use jwt_jwks::admin;
+use jwt_jwks::authz::rules;
+use jwt_jwks::token::find;
 use libfuzzer_sys::fuzz_target;
 
 fn cfg() -> &'static Config {
@@ -35,9 +37,9 @@ fuzz_target!(|data: &[u8]| {
     let auth = headers.iter().find(|(k, _)| k == "authorization").map(|(_, v)| v.as_str());
     let _ = admin::route(c.admin.as_ref(), method, path, auth);
     let _ = rules::match_rule(&c.rules, method, path);
-    let _ = token::is_preflight(method, &headers);
-    if let Ok(Some(found)) = token::extract(c, &headers, path) {
+    let _ = find::is_preflight(method, &headers);
+    if let Ok(Some(found)) = find::extract(c, &headers, path) {
         assert!(found.token.len() <= c.max_token_size);
-        let _ = token::path_without_param(path.as_bytes(), "jwt");
+        let _ = find::path_without_param(path.as_bytes(), "jwt");
     }
 });

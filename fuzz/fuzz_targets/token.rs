@@ -5,9 +5,11 @@
 
 use std::sync::OnceLock;
 
-use jwt_jwks::alg::{Alg, AlgSet};
+use jwt_jwks::crypto::alg::{Alg, AlgSet};
 use jwt_jwks::config::Config;
-use jwt_jwks::{jose, jwks, policy};
+use jwt_jwks::authz::claims;
+use jwt_jwks::keys::jwks;
+use jwt_jwks::token::jose;
 use libfuzzer_sys::fuzz_target;
 
 struct Fixed {
@@ -33,8 +35,8 @@ fuzz_target!(|data: &[u8]| {
     let f = fixed();
     let mut scratch = jose::Scratch::default();
     let Ok(d) = jose::decode(token, &mut scratch) else { return };
-    let _ = policy::check_claims(&d.claims, &f.cfg.providers[0].claims, 1_800_000_000);
-    let Ok(alg) = policy::check_header(d.header, AlgSet::of(&Alg::ALL)) else { return };
+    let _ = claims::check_claims(&d.claims, &f.cfg.providers[0].claims, 1_800_000_000);
+    let Ok(alg) = claims::check_header(d.header, AlgSet::of(&Alg::ALL)) else { return };
     for entry in f.keys.for_alg(alg) {
         if entry.key.verify(alg, d.signing_input, d.signature).is_ok() {
             panic!("a fuzzed token verified under a fixed key: {token}");

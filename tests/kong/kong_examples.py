@@ -50,9 +50,16 @@ def strict_json(text):
     return json.loads(text, parse_constant=no_constant, object_pairs_hook=no_duplicates)
 
 
+def doc_pages():
+    """The README and the reference pages it links to (docs/)."""
+    return [ROOT / "README.md"] + sorted((ROOT / "docs").glob("*.md"))
+
+
 def readme_configs():
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
-    blocks = re.findall(r"^```json\n(.*?)^```", text, flags=re.S | re.M)
+    blocks = []
+    for page in doc_pages():
+        text = page.read_text(encoding="utf-8")
+        blocks += re.findall(r"^```json\n(.*?)^```", text, flags=re.S | re.M)
     return [(f"readme_example_{i + 1}", strict_json(b)) for i, b in enumerate(blocks)]
 
 

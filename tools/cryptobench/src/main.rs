@@ -12,14 +12,15 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use jwt_jwks::alg::{Alg, AlgSet};
-use jwt_jwks::cache::MemoryStore;
+use jwt_jwks::crypto::alg::{Alg, AlgSet};
+use jwt_jwks::store::MemoryStore;
 use jwt_jwks::config::Config;
 use jwt_jwks::engine::Engine;
-use jwt_jwks::fetch::Answer;
-use jwt_jwks::hostcrypto::HostCrypto;
+use jwt_jwks::keys::refresh::Answer;
+use jwt_jwks::crypto::host::HostCrypto;
 use jwt_jwks::metrics::MemoryMetrics;
-use jwt_jwks::{jose, jwks};
+use jwt_jwks::keys::jwks;
+use jwt_jwks::token::jose;
 use serde_json::Value;
 
 /// Times `f` for `budget_ms` after a warm-up of a third of that; µs per call.

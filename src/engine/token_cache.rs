@@ -16,7 +16,7 @@ use std::collections::{HashMap, VecDeque};
 use std::hash::BuildHasher;
 use std::rc::Rc;
 
-use crate::engine::Grant;
+use crate::engine::verdict::Grant;
 
 /// What a cache hit needs to answer without verifying again.
 #[derive(Debug, Clone, PartialEq, Eq)]

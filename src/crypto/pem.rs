@@ -9,7 +9,7 @@ use std::fmt;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 
-use crate::alg::KeyFamily;
+use crate::crypto::alg::KeyFamily;
 
 /// The key a PEM holds, in the form the key constructors take.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -220,7 +220,7 @@ pub fn parse(text: &str) -> Result<PemKey, PemError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::hostcrypto::{spki_ec, spki_rsa};
+    use crate::crypto::host::{spki_ec, spki_rsa};
 
     fn armor(label: &str, der: &[u8]) -> String {
         let b = STANDARD.encode(der);

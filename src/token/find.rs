@@ -3,7 +3,16 @@
 #![forbid(unsafe_code)]
 
 use crate::config::Config;
-use crate::policy::Refusal;
+
+/// Why a request's token cannot be taken (`authz::refusal` answers both
+/// with 400 `invalid_request`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FindError {
+    /// Longer than `max_token_size`.
+    TooLarge,
+    /// Two copies of a token header, or one folded into a list.
+    DuplicateHeader,
+}
 
 /// Where the token was found, so it can be removed before the upstream.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,11 +99,11 @@ pub fn extract<K: AsRef<str>, V: AsRef<str>>(
     cfg: &Config,
     headers: &[(K, V)],
     path: &str,
-) -> Result<Option<Found>, Refusal> {
+) -> Result<Option<Found>, FindError> {
     let found = find(cfg, headers, path)?;
     if let Some(f) = &found {
         if f.token.len() > cfg.max_token_size {
-            return Err(Refusal::TokenTooLarge);
+            return Err(FindError::TooLarge);
         }
     }
     Ok(found)
@@ -104,7 +113,7 @@ fn find<K: AsRef<str>, V: AsRef<str>>(
     cfg: &Config,
     headers: &[(K, V)],
     path: &str,
-) -> Result<Option<Found>, Refusal> {
+) -> Result<Option<Found>, FindError> {
     for name in &cfg.header_names {
         let mut values = headers
             .iter()
@@ -116,7 +125,7 @@ fn find<K: AsRef<str>, V: AsRef<str>>(
         // A second header, or one the proxy folded into a comma-separated
         // list (a JWT never holds a comma), is ambiguous: refuse it.
         if values.next().is_some() || first.contains(',') {
-            return Err(Refusal::DuplicateHeader);
+            return Err(FindError::DuplicateHeader);
         }
         if let Some(token) = from_header(name, first) {
             return Ok(Some(Found {
@@ -282,9 +291,9 @@ mod tests {
     fn two_token_headers_are_a_bad_request() {
         let c = cfg("");
         let two = h(&[("authorization", "Bearer a"), ("authorization", "Bearer b")]);
-        assert_eq!(extract(&c, &two, "/"), Err(Refusal::DuplicateHeader));
+        assert_eq!(extract(&c, &two, "/"), Err(FindError::DuplicateHeader));
         let folded = h(&[("authorization", "Bearer a, Bearer b")]);
-        assert_eq!(extract(&c, &folded, "/"), Err(Refusal::DuplicateHeader));
+        assert_eq!(extract(&c, &folded, "/"), Err(FindError::DuplicateHeader));
     }
 
     #[test]
@@ -293,11 +302,11 @@ mod tests {
         let big = "a".repeat(65);
         assert_eq!(
             extract(&c, &h(&[("authorization", &format!("Bearer {big}"))]), "/"),
-            Err(Refusal::TokenTooLarge)
+            Err(FindError::TooLarge)
         );
         assert_eq!(
             extract(&c, NO_HEADERS, &format!("/?jwt={big}")),
-            Err(Refusal::TokenTooLarge)
+            Err(FindError::TooLarge)
         );
         assert!(
             extract(&c, NO_HEADERS, &format!("/?jwt={}", "a".repeat(64)))

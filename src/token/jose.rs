@@ -3,7 +3,7 @@
 //! caller's `max_token_size` before any allocation.
 #![forbid(unsafe_code)]
 
-use crate::json::{self, Reader};
+use crate::token::json::{self, Reader};
 use serde::Serialize;
 use std::borrow::Cow;
 

@@ -1,147 +1,11 @@
-//! The reasons a request is refused, and the header and claims policy that
-//! a token must pass before its signature is checked.
+//! The header and claims policy that a token must pass before its
+//! signature is checked.
 #![forbid(unsafe_code)]
 
-use crate::alg::{Alg, AlgSet};
+use crate::authz::refusal::Refusal;
 use crate::config::ClaimsPolicy;
-use crate::jose::{Claims, DecodeError, Header};
-use crate::rules::Missing;
-
-/// Every way a request can be refused. Each has a stable description (sent
-/// as `error_description`) and a stable metric name.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Refusal {
-    MissingToken,
-    TokenTooLarge,
-    DuplicateHeader,
-    Decode(DecodeError),
-    AlgorithmNotAllowed,
-    UnsupportedCrit,
-    UnsupportedType,
-    Expired,
-    NotYetValid,
-    IssuedInFuture,
-    TooOld,
-    ExpiresTooFar,
-    MissingClaim(&'static str),
-    Issuer,
-    Audience,
-    UnknownKid,
-    NoKeyForAlgorithm,
-    BadSignature,
-    /// No signing key could be loaded in time.
-    KeysUnavailable,
-    /// Too many requests are already waiting for keys.
-    Overloaded,
-    /// The route does not accept tokens of the token's provider.
-    ProviderNotAllowed,
-    /// The token is valid but lacks what the route requires.
-    InsufficientScope(Missing),
-}
-
-/// How a refusal is answered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Class {
-    /// 401 without an error code (RFC 6750 section 3.1).
-    NoCredentials,
-    /// 400 `invalid_request`.
-    InvalidRequest,
-    /// 401 `invalid_token`.
-    InvalidToken,
-    /// 503 with `Retry-After`.
-    Unavailable,
-    /// 403 `insufficient_scope`.
-    Forbidden,
-}
-
-impl Refusal {
-    pub fn class(&self) -> Class {
-        match self {
-            Refusal::MissingToken => Class::NoCredentials,
-            Refusal::TokenTooLarge | Refusal::DuplicateHeader => Class::InvalidRequest,
-            Refusal::KeysUnavailable | Refusal::Overloaded => Class::Unavailable,
-            Refusal::InsufficientScope(_) => Class::Forbidden,
-            _ => Class::InvalidToken,
-        }
-    }
-
-    pub fn describe(&self) -> &'static str {
-        match self {
-            Refusal::MissingToken => "no bearer token in the request",
-            Refusal::TokenTooLarge => "token is larger than max_token_size",
-            Refusal::DuplicateHeader => "more than one token header in the request",
-            Refusal::Decode(e) => e.describe(),
-            Refusal::AlgorithmNotAllowed => "token algorithm is not allowed",
-            Refusal::UnsupportedCrit => "token has unsupported critical header parameters",
-            Refusal::UnsupportedType => "token type is not JWT",
-            Refusal::Expired => "token expired",
-            Refusal::NotYetValid => "token is not valid yet (nbf)",
-            Refusal::IssuedInFuture => "token issued in the future (iat)",
-            Refusal::TooOld => "token is older than max_token_age",
-            Refusal::ExpiresTooFar => "token expiry is further away than max_token_age",
-            Refusal::MissingClaim("exp") => "token has no exp claim",
-            Refusal::MissingClaim("nbf") => "token has no nbf claim",
-            Refusal::MissingClaim("iat") => "token has no iat claim",
-            Refusal::MissingClaim("iss") => "token has no iss claim",
-            Refusal::MissingClaim("aud") => "token has no aud claim",
-            Refusal::MissingClaim(_) => "token has no sub claim",
-            Refusal::Issuer => "token issuer is not allowed",
-            Refusal::Audience => "token audience is not allowed",
-            Refusal::UnknownKid => "token key id (kid) is not in the key set",
-            Refusal::NoKeyForAlgorithm => "no signing key for the token algorithm",
-            Refusal::BadSignature => "token signature is invalid",
-            Refusal::KeysUnavailable => "signing keys are not available yet",
-            Refusal::Overloaded => "too many requests are waiting for signing keys",
-            Refusal::ProviderNotAllowed => "token issuer is not accepted on this route",
-            Refusal::InsufficientScope(_) => {
-                "token lacks the scopes, permissions or roles this route requires"
-            }
-        }
-    }
-
-    /// The suffix of the `jwt_jwks_denied_<reason>` counter.
-    pub fn metric(&self) -> &'static str {
-        match self {
-            Refusal::MissingToken => "missing_token",
-            Refusal::TokenTooLarge | Refusal::DuplicateHeader => "bad_request",
-            Refusal::Decode(_) => "malformed",
-            Refusal::AlgorithmNotAllowed => "algorithm",
-            Refusal::UnsupportedCrit | Refusal::UnsupportedType => "header",
-            Refusal::Expired => "expired",
-            Refusal::NotYetValid | Refusal::IssuedInFuture => "not_yet_valid",
-            Refusal::TooOld | Refusal::ExpiresTooFar => "too_old",
-            Refusal::MissingClaim(_) => "missing_claim",
-            Refusal::Issuer => "issuer",
-            Refusal::Audience => "audience",
-            Refusal::UnknownKid => "unknown_kid",
-            Refusal::NoKeyForAlgorithm => "no_key",
-            Refusal::BadSignature => "signature",
-            Refusal::KeysUnavailable | Refusal::Overloaded => "unavailable",
-            Refusal::ProviderNotAllowed => "issuer",
-            Refusal::InsufficientScope(_) => "insufficient_scope",
-        }
-    }
-
-    /// Every metric suffix, so the glue can define all counters up front.
-    pub const METRICS: &'static [&'static str] = &[
-        "missing_token",
-        "bad_request",
-        "malformed",
-        "algorithm",
-        "header",
-        "expired",
-        "not_yet_valid",
-        "too_old",
-        "missing_claim",
-        "issuer",
-        "audience",
-        "unknown_kid",
-        "no_key",
-        "signature",
-        "unavailable",
-        "insufficient_scope",
-    ];
-}
+use crate::crypto::alg::{Alg, AlgSet};
+use crate::token::jose::{Claims, Header};
 
 /// Header checks (RFC 8725): the algorithm must be allowed, `crit` must be
 /// empty (this filter understands no extension), `typ` if present must say
@@ -233,7 +97,7 @@ pub fn check_claims(claims: &Claims, policy: &ClaimsPolicy, now_s: u64) -> Resul
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::jose::{Audience, NumericDate};
+    use crate::token::jose::{Audience, NumericDate};
 
     const NOW: u64 = 1_800_000_000;
 
@@ -372,37 +236,5 @@ mod tests {
         )
         .unwrap();
         assert_eq!(check_header(&h, allowed), Ok(Alg::RS256));
-    }
-
-    #[test]
-    fn every_refusal_has_a_registered_metric() {
-        let all = [
-            Refusal::MissingToken,
-            Refusal::TokenTooLarge,
-            Refusal::DuplicateHeader,
-            Refusal::Decode(DecodeError::Parts),
-            Refusal::AlgorithmNotAllowed,
-            Refusal::UnsupportedCrit,
-            Refusal::UnsupportedType,
-            Refusal::Expired,
-            Refusal::NotYetValid,
-            Refusal::IssuedInFuture,
-            Refusal::TooOld,
-            Refusal::ExpiresTooFar,
-            Refusal::MissingClaim("sub"),
-            Refusal::Issuer,
-            Refusal::Audience,
-            Refusal::UnknownKid,
-            Refusal::NoKeyForAlgorithm,
-            Refusal::BadSignature,
-            Refusal::KeysUnavailable,
-            Refusal::Overloaded,
-            Refusal::ProviderNotAllowed,
-            Refusal::InsufficientScope(Missing::default()),
-        ];
-        for r in all {
-            assert!(Refusal::METRICS.contains(&r.metric()), "{r:?}");
-            assert!(!r.describe().contains('"'), "{r:?}");
-        }
     }
 }

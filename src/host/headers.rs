@@ -2,7 +2,15 @@
 //!
 //! Layout: a little-endian `u32` count, then per pair the `u32` lengths of
 //! name and value, then each name and each value followed by a NUL byte.
-#![forbid(unsafe_code)]
+//!
+//! Outside wasm32 only the reader is built. The one unsafe block of the
+//! crate is here: the raw host call that hands the map over in one buffer.
+
+#[cfg(target_arch = "wasm32")]
+use std::borrow::Cow;
+
+#[cfg(target_arch = "wasm32")]
+use proxy_wasm::types::{MapType, Status};
 
 fn u32_at(buf: &[u8], at: usize) -> Option<usize> {
     let bytes: [u8; 4] = buf.get(at..at.checked_add(4)?)?.try_into().ok()?;
@@ -33,6 +41,50 @@ pub fn pairs(buf: &[u8]) -> Option<Vec<(&[u8], &[u8])>> {
         out.push((name, value));
     }
     Some(out)
+}
+
+#[cfg(target_arch = "wasm32")]
+extern "C" {
+    // The import the SDK's `get_map_bytes` calls, with plain integers
+    // (a status outside the SDK's enum cannot become an invalid value).
+    fn proxy_get_header_map_pairs(
+        map_type: u32,
+        return_map_data: *mut *mut u8,
+        return_map_size: *mut usize,
+    ) -> u32;
+}
+
+/// The request's header map as the host serialized it, in one buffer. The
+/// SDK's reader copies every name and value into an allocation of its own
+/// (two per header, every request); `headers::pairs` reads this in place.
+/// `None` when the host refuses.
+#[cfg(target_arch = "wasm32")]
+pub(crate) fn request_header_map() -> Option<Vec<u8>> {
+    let mut data: *mut u8 = std::ptr::null_mut();
+    let mut size: usize = 0;
+    // SAFETY: the call the SDK makes. The host answers with a buffer it got
+    // from this module's `proxy_on_memory_allocate` (the SDK's allocator: a
+    // leaked `Vec<u8>` of capacity `size`) and that size, or a null pointer.
+    let status = unsafe {
+        proxy_get_header_map_pairs(MapType::HttpRequestHeaders as u32, &mut data, &mut size)
+    };
+    if status != Status::Ok as u32 {
+        return None;
+    }
+    if data.is_null() {
+        return Some(Vec::new());
+    }
+    // SAFETY: the buffer is ours from here, as the SDK takes it.
+    Some(unsafe { Vec::from_raw_parts(data, size, size) })
+}
+
+/// UTF-8 as is (the fast check, nearly always), anything else lossily.
+#[cfg(target_arch = "wasm32")]
+pub(crate) fn text(bytes: &[u8]) -> Cow<'_, str> {
+    match std::str::from_utf8(bytes) {
+        Ok(s) => Cow::Borrowed(s),
+        Err(_) => String::from_utf8_lossy(bytes),
+    }
 }
 
 #[cfg(test)]

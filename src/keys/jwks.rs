@@ -8,8 +8,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use serde_json::Value;
 
-use crate::alg::{Alg, AlgSet, KeyFamily};
-use crate::keys::PublicKey;
+use crate::crypto::alg::{Alg, AlgSet, KeyFamily};
+use crate::crypto::key::PublicKey;
 
 /// A key that passed every check, with the JWK it came from (kept so the
 /// accepted set can be shared with other workers and re-parsed there).

@@ -7,7 +7,7 @@
 //! encoding, tested on the host; the call itself is in the glue.
 #![forbid(unsafe_code)]
 
-use crate::alg::Alg;
+use crate::crypto::alg::Alg;
 
 /// The host's verifier, as the engine needs it.
 pub trait HostCrypto {

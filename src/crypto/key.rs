@@ -8,12 +8,12 @@
 
 use std::fmt;
 
-use crate::alg::{Alg, AlgSet, KeyFamily};
-use crate::ecdsa::{P256Key, P384Key, P521Key};
-use crate::ed25519;
-use crate::hostcrypto::{self, HostCrypto};
-use crate::pem::{PemError, PemKey};
-use crate::rsa::{self, RsaKey};
+use crate::crypto::alg::{Alg, AlgSet, KeyFamily};
+use crate::crypto::ecdsa::{P256Key, P384Key, P521Key};
+use crate::crypto::ed25519;
+use crate::crypto::host::{self, HostCrypto};
+use crate::crypto::pem::{PemError, PemKey};
+use crate::crypto::rsa::{self, RsaKey};
 
 /// The smallest RSA modulus accepted (RFC 7518 section 3.3 and NIST).
 pub const MIN_RSA_BITS: usize = 2048;
@@ -113,7 +113,7 @@ impl PublicKey {
             algs,
             verifiers: Vec::new(),
             rsa: Some(key),
-            spki: Some(hostcrypto::spki_rsa(n, e)),
+            spki: Some(host::spki_rsa(n, e)),
             coord_len: 0,
         })
     }
@@ -146,7 +146,7 @@ impl PublicKey {
             algs,
             verifiers: vec![(alg, v)],
             rsa: None,
-            spki: hostcrypto::spki_ec(coord_len, sec1),
+            spki: host::spki_ec(coord_len, sec1),
             coord_len,
         })
     }
@@ -193,7 +193,7 @@ impl PublicKey {
         signing_input: &str,
         signature: &[u8],
     ) -> Option<Result<(), SigError>> {
-        let hash = hostcrypto::host_hash(alg)?;
+        let hash = host::host_hash(alg)?;
         let spki = self.spki.as_deref()?;
         if !self.algs.contains(alg) {
             return Some(Err(SigError::WrongAlgorithm));
@@ -202,7 +202,7 @@ impl PublicKey {
         let sig = if self.family == KeyFamily::Rsa {
             signature
         } else {
-            match hostcrypto::ecdsa_der(signature, self.coord_len) {
+            match host::ecdsa_der(signature, self.coord_len) {
                 Some(d) => {
                     der = d;
                     &der
@@ -210,7 +210,7 @@ impl PublicKey {
                 None => return Some(Err(SigError::BadSignature)),
             }
         };
-        let args = hostcrypto::encode_args(hash, spki, sig, signing_input.as_bytes());
+        let args = host::encode_args(hash, spki, sig, signing_input.as_bytes());
         match host.verify(&args) {
             Ok(true) => Some(Ok(())),
             Ok(false) => Some(Err(SigError::BadSignature)),
@@ -283,7 +283,7 @@ pub struct FallbackKey {
 impl FallbackKey {
     /// Parses a PEM SubjectPublicKeyInfo (or PKCS#1 RSA) public key.
     pub fn from_pem(pem: &str, allowed: AlgSet) -> Result<FallbackKey, KeyError> {
-        let key = match crate::pem::parse(pem).map_err(KeyError::Pem)? {
+        let key = match crate::crypto::pem::parse(pem).map_err(KeyError::Pem)? {
             PemKey::Rsa { n, e } => PublicKey::rsa(&n, &e, allowed)?,
             PemKey::Ec { family, sec1 } => PublicKey::ec(family, &sec1, allowed)?,
             PemKey::Ed25519(raw) => PublicKey::ed25519(&raw, allowed)?,

@@ -6,10 +6,11 @@
 //! good keys).
 #![forbid(unsafe_code)]
 
-use crate::alg::AlgSet;
-use crate::cache::{self, FetchState, Names, SharedStore, SkippedKey, StoreError};
 use crate::config::Provider;
-use crate::jwks;
+use crate::crypto::alg::AlgSet;
+use crate::keys::jwks;
+use crate::keys::layout::{self, FetchState, Names, SkippedKey};
+use crate::store::{SharedStore, StoreError};
 
 /// Why a refresh is wanted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,7 +49,7 @@ pub fn try_acquire(
     trigger: Trigger,
 ) -> Result<Acquire, StoreError> {
     let mut answer = Acquire::NotDue;
-    cache::update_state(store, names, |s| {
+    layout::update_state(store, names, |s| {
         if s.lease_held(now_ms) {
             answer = Acquire::Busy;
             return false;
@@ -91,7 +92,7 @@ pub fn abandon(
     now_ms: u64,
     error: &str,
 ) -> Result<(), StoreError> {
-    cache::update_state(store, names, |s| {
+    layout::update_state(store, names, |s| {
         if s.lease_owner == owner {
             s.lease_owner.clear();
             s.lease_until_ms = 0;
@@ -169,11 +170,11 @@ pub fn complete(
         Ok(parsed) => {
             let docs: Vec<serde_json::Value> =
                 parsed.set.entries.iter().map(|e| e.jwk.clone()).collect();
-            let current = cache::read_keys(store, names)?;
+            let current = layout::read_keys(store, names)?;
             let gen = if current.keys == docs && current.gen != 0 {
                 current.gen
             } else {
-                cache::write_keys(store, names, docs)?
+                layout::write_keys(store, names, docs)?
             };
             let skipped: Vec<SkippedKey> = parsed
                 .skipped
@@ -184,7 +185,7 @@ pub fn complete(
                     reason: s.reason.clone(),
                 })
                 .collect();
-            cache::update_state(store, names, |s| {
+            layout::update_state(store, names, |s| {
                 release(s, owner);
                 s.fetched_at_ms = now_ms;
                 s.expires_at_ms = now_ms + p.cache_ttl_s * 1000;
@@ -202,7 +203,7 @@ pub fn complete(
             })
         }
         Err(error) => {
-            cache::update_state(store, names, |s| {
+            layout::update_state(store, names, |s| {
                 release(s, owner);
                 s.fetch_failure += 1;
                 s.last_error = Some(error.clone());
@@ -233,9 +234,9 @@ fn release(s: &mut FetchState, owner: &str) {
 /// Empties the key set for every worker; the next request refetches and
 /// waits, as on a cold start. Returns how many keys were dropped.
 pub fn clear_all(store: &dyn SharedStore, names: &Names) -> Result<usize, StoreError> {
-    let dropped = cache::read_keys(store, names)?.keys.len();
-    cache::write_keys(store, names, Vec::new())?;
-    cache::update_state(store, names, |s| {
+    let dropped = layout::read_keys(store, names)?.keys.len();
+    layout::write_keys(store, names, Vec::new())?;
+    layout::update_state(store, names, |s| {
         s.fetched_at_ms = 0;
         s.expires_at_ms = 0;
         s.next_attempt_ms = 0;
@@ -250,15 +251,15 @@ pub fn clear_all(store: &dyn SharedStore, names: &Names) -> Result<usize, StoreE
 /// Drops one key for every worker; a request with that `kid` may refetch at
 /// once. Returns whether the key was there.
 pub fn clear_kid(store: &dyn SharedStore, names: &Names, kid: &str) -> Result<bool, StoreError> {
-    let mut rec = cache::read_keys(store, names)?;
+    let mut rec = layout::read_keys(store, names)?;
     let before = rec.keys.len();
     rec.keys
         .retain(|k| k.get("kid").and_then(serde_json::Value::as_str) != Some(kid));
     if rec.keys.len() == before {
         return Ok(false);
     }
-    cache::write_keys(store, names, rec.keys)?;
-    cache::update_state(store, names, |s| {
+    layout::write_keys(store, names, rec.keys)?;
+    layout::update_state(store, names, |s| {
         s.last_kid_refresh_ms = 0;
         true
     })?;
@@ -289,9 +290,10 @@ pub fn request_headers(p: &Provider) -> Vec<(String, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::alg::Alg;
-    use crate::cache::{read_gen, read_state, MemoryStore};
     use crate::config::Config;
+    use crate::crypto::alg::Alg;
+    use crate::keys::layout::{read_gen, read_state};
+    use crate::store::MemoryStore;
 
     const RSA_JWK: &str = r#"{"kty":"RSA","kid":"k1","e":"AQAB","n":"ofgWCuLjybRlzo0tZWJjNiuSfb4p4fAkd_wWJcyQoTbji9k0l8W26mPddxHmfHQp-Vaw-4qPCJrcS2mJPMEzP1Pt0Bm4d4QlL-yRT-SFd2lZS-pCgNMsD1W_YpRPEwOWvG6b32690r2jZ47soMZo9wGzjb_7OMg0LOL-bSf63kpaSHSXndS5z5rexMdbBYUsLA9e-KXBdQOS-UTo7WTBEMa2R2CapHg665xsmtdVMTBQY4uDZlxvb3qCo5ZwKh9kG4LT6_I5IhlJH7aGhyxXFvUK-DWNmoudF8NAco9_h9iaGNj8q2ethFkMLs91kzk2PAcDTW9gb54h4FRWyuXpoQ"}"#;
 
@@ -496,7 +498,7 @@ mod tests {
             }
         }
         assert_eq!(read_gen(&s, &n).unwrap(), gen, "key set untouched");
-        assert_eq!(cache::read_keys(&s, &n).unwrap().keys.len(), 1);
+        assert_eq!(layout::read_keys(&s, &n).unwrap().keys.len(), 1);
         assert!(errors[0].contains("timeout"), "{errors:?}");
         assert!(errors[2].contains("HTTP 500"), "{errors:?}");
         assert!(errors[4].contains("not valid JSON"), "{errors:?}");
@@ -518,7 +520,7 @@ mod tests {
         let (s, n, p) = (MemoryStore::default(), Names::for_uri("u"), provider(""));
         fetch_ok(&s, &n, &p, 0);
         assert_eq!(clear_all(&s, &n).unwrap(), 1);
-        assert_eq!(cache::read_keys(&s, &n).unwrap().keys.len(), 0);
+        assert_eq!(layout::read_keys(&s, &n).unwrap().keys.len(), 0);
         assert!(!read_state(&s, &n).unwrap().has_keys());
         // No refetch by itself: the next request that needs keys fetches.
         assert_eq!(

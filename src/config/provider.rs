@@ -1,0 +1,273 @@
+//! Providers: one key source each (a JWKS endpoint and/or a static
+//! fallback key), its refresh timings, and the claims its tokens must
+//! satisfy. The flat form (fields at top level) is one provider named
+//! `default`.
+#![forbid(unsafe_code)]
+
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use crate::config::error::ConfigError;
+use crate::config::fields::{describe, Fields};
+use crate::crypto::alg::AlgSet;
+use crate::crypto::key::{FallbackKey, KeyError};
+
+/// A parsed `jwks_uri`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JwksUri {
+    pub uri: String,
+    pub scheme: String,
+    /// `host[:port]` as written in the URI; sent as `:authority`.
+    pub authority: String,
+    /// Path and query; sent as `:path`.
+    pub path: String,
+}
+
+/// The claims a provider's tokens must satisfy.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ClaimsPolicy {
+    pub issuers: Vec<String>,
+    pub audiences: Vec<String>,
+    pub require_exp: bool,
+    pub require_nbf: bool,
+    pub require_iat: bool,
+    pub require_iss: bool,
+    pub require_aud: bool,
+    pub require_sub: bool,
+    pub clock_skew_s: u64,
+    pub max_token_age_s: Option<u64>,
+}
+
+/// One key source: a JWKS endpoint and/or a static fallback key.
+#[derive(Clone, Debug)]
+pub struct Provider {
+    /// `default` for the flat single-provider form.
+    pub name: String,
+    pub jwks: Option<JwksUri>,
+    /// Where the callout goes: an Envoy cluster name, or Kong's `host:port`.
+    pub upstream: String,
+    pub cache_ttl_s: u64,
+    pub refresh_ahead_s: u64,
+    pub timeout_ms: u64,
+    pub retry_count: u32,
+    pub retry_delay_ms: u64,
+    pub min_refresh_interval_s: u64,
+    pub max_cache_size: usize,
+    pub max_jwks_size: usize,
+    pub fallback: Option<Arc<FallbackKey>>,
+    pub claims: ClaimsPolicy,
+}
+
+/// Fields that belong to a provider: at top level in the flat form, inside
+/// each entry of `providers` otherwise.
+pub const PROVIDER_FIELDS: &[&str] = &[
+    "issuers",
+    "audiences",
+    "jwks_uri",
+    "jwks_upstream",
+    "cache_ttl",
+    "refresh_ahead_time",
+    "timeout",
+    "retry_count",
+    "retry_delay",
+    "min_refresh_interval",
+    "max_cache_size",
+    "max_jwks_size",
+    "fallback_public_key",
+    "claims_to_verify",
+    "clock_skew",
+    "max_token_age",
+];
+
+const CLAIM_NAMES: &[&str] = &["exp", "nbf", "iat", "iss", "aud", "sub"];
+
+/// The flat form (one provider, fields at top level) or `providers`.
+pub(crate) fn parse_providers(f: &Fields, allowed: AlgSet) -> Result<Vec<Provider>, ConfigError> {
+    let Some(list) = f.raw("providers") else {
+        return Ok(vec![parse_provider(f, allowed, "default".to_string())?]);
+    };
+    if let Some(flat) = PROVIDER_FIELDS.iter().find(|n| f.has(n)) {
+        return Err(f.err(
+            flat,
+            "set inside each entry of providers when providers is used",
+        ));
+    }
+    let Value::Array(list) = list else {
+        return Err(f.err(
+            "providers",
+            format!("expected an array, got {}", describe(list)),
+        ));
+    };
+    if list.is_empty() {
+        return Err(f.err("providers", "must list at least one provider"));
+    }
+    let mut known: Vec<&str> = PROVIDER_FIELDS.to_vec();
+    known.push("name");
+    let mut out: Vec<Provider> = Vec::new();
+    for (i, v) in list.iter().enumerate() {
+        let pf = Fields::object(v, format!("providers[{i}]."), &known)?;
+        let name = pf
+            .string("name")?
+            .ok_or_else(|| pf.err("name", "required"))?;
+        if name.is_empty() || out.iter().any(|p| p.name == name) {
+            return Err(pf.err("name", format!("{name:?} is empty or used twice")));
+        }
+        out.push(parse_provider(&pf, allowed, name)?);
+    }
+    if out.len() > 1 {
+        for (i, p) in out.iter().enumerate() {
+            if p.claims.issuers.is_empty() {
+                return Err(f.err(
+                    &format!("providers[{i}].issuers"),
+                    "required when there are several providers: the token's iss selects the provider",
+                ));
+            }
+            for iss in &p.claims.issuers {
+                if out
+                    .iter()
+                    .skip(i + 1)
+                    .any(|q| q.claims.issuers.contains(iss))
+                {
+                    return Err(f.err(
+                        "providers",
+                        format!("issuer {iss:?} is listed by two providers"),
+                    ));
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn parse_provider(f: &Fields, allowed: AlgSet, name: String) -> Result<Provider, ConfigError> {
+    let jwks = match f.string("jwks_uri")? {
+        Some(uri) => Some(parse_jwks_uri(&uri).map_err(|e| f.err("jwks_uri", e.message))?),
+        None => None,
+    };
+    let fallback = match f.string("fallback_public_key")? {
+        Some(pem) => Some(Arc::new(
+            FallbackKey::from_pem(&pem, allowed)
+                .map_err(|e: KeyError| f.err("fallback_public_key", e.to_string()))?,
+        )),
+        None => None,
+    };
+    if jwks.is_none() && fallback.is_none() {
+        return Err(f.err(
+            "jwks_uri",
+            "required (or set fallback_public_key for a static key)",
+        ));
+    }
+    let upstream = match f.string("jwks_upstream")? {
+        Some(u) if u.is_empty() => return Err(f.err("jwks_upstream", "must not be empty")),
+        Some(u) => u,
+        None => jwks
+            .as_ref()
+            .map(|j| j.authority.clone())
+            .unwrap_or_default(),
+    };
+
+    let cache_ttl_s = f.count_in("cache_ttl", 3600, 1, 31 * 24 * 3600)?;
+    let refresh_ahead_s = f.count_in("refresh_ahead_time", 300, 0, 31 * 24 * 3600)?;
+    let timeout_ms = f.count_in("timeout", 5000, 1, 600_000)?;
+    let retry_count = f.count_in("retry_count", 3, 0, 20)? as u32;
+    let retry_delay_ms = f.count_in("retry_delay", 1000, 0, 600_000)?;
+    let min_refresh_interval_s = f.count_in("min_refresh_interval", 30, 0, 24 * 3600)?;
+    let max_cache_size = f.count_in("max_cache_size", 100, 1, 10_000)? as usize;
+    let max_jwks_size = f.count_in("max_jwks_size", 1 << 20, 256, 16 << 20)? as usize;
+
+    let issuers = f.strings("issuers")?.unwrap_or_default();
+    if issuers.iter().any(|s| s.is_empty()) {
+        return Err(f.err("issuers", "must not contain empty strings"));
+    }
+    let audiences = f.strings("audiences")?.unwrap_or_default();
+    if audiences.iter().any(|s| s.is_empty()) {
+        return Err(f.err("audiences", "must not contain empty strings"));
+    }
+    let listed = match f.strings("claims_to_verify")? {
+        Some(list) => {
+            for c in &list {
+                if !CLAIM_NAMES.contains(&c.as_str()) {
+                    return Err(f.err(
+                        "claims_to_verify",
+                        format!("{c:?} is not one of exp, nbf, iat, iss, aud, sub"),
+                    ));
+                }
+            }
+            list
+        }
+        None => vec!["exp".to_string()],
+    };
+    let has = |n: &str| listed.iter().any(|c| c == n);
+    let clock_skew_s = f.count_in("clock_skew", 60, 0, 3600)?;
+    let max_token_age_s = match f.count("max_token_age")? {
+        Some(0) => return Err(f.err("max_token_age", "must be at least 1 second")),
+        other => other,
+    };
+    let claims = ClaimsPolicy {
+        require_exp: has("exp"),
+        require_nbf: has("nbf"),
+        require_iat: has("iat") || max_token_age_s.is_some(),
+        require_iss: has("iss") || !issuers.is_empty(),
+        require_aud: has("aud") || !audiences.is_empty(),
+        require_sub: has("sub"),
+        issuers,
+        audiences,
+        clock_skew_s,
+        max_token_age_s,
+    };
+
+    Ok(Provider {
+        name,
+        jwks,
+        upstream,
+        cache_ttl_s,
+        refresh_ahead_s,
+        timeout_ms,
+        retry_count,
+        retry_delay_ms,
+        min_refresh_interval_s,
+        max_cache_size,
+        max_jwks_size,
+        fallback,
+        claims,
+    })
+}
+
+/// Parses `http(s)://authority/path?query`.
+pub fn parse_jwks_uri(uri: &str) -> Result<JwksUri, ConfigError> {
+    let err = |m: &str| ConfigError::new("jwks_uri", format!("{m}: {uri:?}"));
+    let (scheme, rest) = uri
+        .split_once("://")
+        .ok_or_else(|| err("expected http:// or https:// URI"))?;
+    let scheme = scheme.to_ascii_lowercase();
+    if scheme != "http" && scheme != "https" {
+        return Err(err("scheme must be http or https"));
+    }
+    let (authority, path) = match rest.find(['/', '?']) {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    if authority.is_empty()
+        || authority.contains('@')
+        || authority.chars().any(|c| c.is_whitespace())
+    {
+        return Err(err("needs a host (and no user info)"));
+    }
+    if path.chars().any(|c| c.is_whitespace() || c.is_control()) || path.contains('#') {
+        return Err(err(
+            "path must not contain spaces, control characters or a fragment",
+        ));
+    }
+    let path = if path.starts_with('?') {
+        format!("/{path}")
+    } else {
+        path.to_string()
+    };
+    Ok(JwksUri {
+        uri: uri.to_string(),
+        scheme,
+        authority: authority.to_string(),
+        path,
+    })
+}

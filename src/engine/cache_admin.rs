@@ -1,0 +1,106 @@
+//! The engine's side of the admin routes: `cache/info` from shared data,
+//! and the clears (every worker sees them through the generation).
+#![forbid(unsafe_code)]
+
+use serde_json::{json, Value};
+
+use crate::engine::{Engine, Runtime};
+use crate::keys::{layout, refresh};
+use crate::store::{SharedStore, StoreError};
+
+impl Engine {
+    /// `GET .../cache/info`.
+    pub fn info(&self, store: &dyn SharedStore, now_ms: u64) -> Value {
+        let mut total = 0;
+        let mut providers = Vec::new();
+        for (p, rt) in self.cfg.providers.iter().zip(&self.providers) {
+            let Some(names) = &rt.names else {
+                providers.push(json!({
+                    "jwks_uri": null,
+                    "fallback_key": p.fallback.is_some(),
+                    "keys_count": 0,
+                    "kids": [],
+                }));
+                continue;
+            };
+            let rec = layout::read_keys(store, names).unwrap_or_default();
+            let st = layout::read_state(store, names).unwrap_or_default();
+            let kids: Vec<&str> = rec
+                .keys
+                .iter()
+                .filter_map(|k| k.get("kid").and_then(Value::as_str))
+                .collect();
+            total += rec.keys.len();
+            let secs = |ms: u64| {
+                if ms == 0 {
+                    Value::Null
+                } else {
+                    json!(ms / 1000)
+                }
+            };
+            providers.push(json!({
+                "jwks_uri": p.jwks.as_ref().map(|j| j.uri.clone()),
+                "upstream": p.upstream,
+                "keys_count": rec.keys.len(),
+                "kids": kids,
+                "generation": rec.gen,
+                "fetched_at": secs(st.fetched_at_ms),
+                "expires_at": secs(st.expires_at_ms),
+                "stale": st.has_keys() && now_ms >= st.expires_at_ms,
+                "refreshing": st.lease_held(now_ms),
+                "next_attempt_at": secs(st.next_attempt_ms),
+                "fetch_success": st.fetch_success,
+                "fetch_failure": st.fetch_failure,
+                "last_error": st.last_error,
+                "last_error_at": secs(st.last_error_at_ms),
+                "skipped_keys": st.skipped,
+                "fallback_key": p.fallback.is_some(),
+                "cache_ttl": p.cache_ttl_s,
+            }));
+        }
+        json!({
+            "cache_type": "proxy-wasm shared data",
+            "keys_count": total,
+            "providers": providers,
+        })
+    }
+
+    /// `POST .../cache/clear`.
+    pub fn clear_all(&mut self, store: &dyn SharedStore) -> Result<Value, StoreError> {
+        let mut removed = 0;
+        for idx in 0..self.providers.len() {
+            if let Some(Runtime {
+                names: Some(names), ..
+            }) = self.providers.get(idx)
+            {
+                removed += refresh::clear_all(store, names)?;
+            }
+            self.sync(store, idx)?;
+        }
+        log::info!("jwt_jwks: admin: cleared the JWKS cache ({removed} keys)");
+        Ok(json!({ "cleared": "all", "keys_removed": removed }))
+    }
+
+    /// `POST .../cache/clear/{kid}`; `None` when no provider has the kid.
+    pub fn clear_kid(
+        &mut self,
+        store: &dyn SharedStore,
+        kid: &str,
+    ) -> Result<Option<Value>, StoreError> {
+        let mut found = false;
+        for idx in 0..self.providers.len() {
+            if let Some(Runtime {
+                names: Some(names), ..
+            }) = self.providers.get(idx)
+            {
+                found |= refresh::clear_kid(store, names, kid)?;
+            }
+            self.sync(store, idx)?;
+        }
+        if !found {
+            return Ok(None);
+        }
+        log::info!("jwt_jwks: admin: cleared key {kid:?}");
+        Ok(Some(json!({ "cleared": kid })))
+    }
+}

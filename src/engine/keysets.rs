@@ -1,0 +1,220 @@
+//! This VM's copy of each provider's key set, kept in step with shared
+//! data by generation, and the refresh it asks `keys::refresh` for: on a
+//! request (cold start, unknown `kid`), on the tick, and when an answer
+//! arrives.
+#![forbid(unsafe_code)]
+
+use crate::authz::refusal::Refusal;
+use crate::engine::verdict::{Callout, Verdict};
+use crate::engine::{Engine, Runtime};
+use crate::keys::jwks;
+use crate::keys::layout;
+use crate::keys::refresh::{self, Acquire, Answer, Trigger};
+use crate::metrics::{Metric, Metrics};
+use crate::store::{SharedStore, StoreError};
+
+impl Engine {
+    /// Re-reads a provider's key set if its generation moved. Returns the
+    /// current generation. Once loaded, the per-request check is a lookup of
+    /// the next generation's marker, which is absent until the set changes.
+    pub fn sync(&mut self, store: &dyn SharedStore, idx: usize) -> Result<u64, StoreError> {
+        self.sync_with(store, idx, false)
+    }
+
+    /// [`Engine::sync`] that reads the generation itself rather than trusting
+    /// the absence of the next generation's marker (the tick's check).
+    pub fn sync_full(&mut self, store: &dyn SharedStore, idx: usize) -> Result<u64, StoreError> {
+        self.sync_with(store, idx, true)
+    }
+
+    pub(super) fn sync_with(
+        &mut self,
+        store: &dyn SharedStore,
+        idx: usize,
+        full: bool,
+    ) -> Result<u64, StoreError> {
+        let allowed = self.cfg.allowed_algorithms;
+        let max = self.cfg.providers.get(idx).map_or(0, |p| p.max_cache_size);
+        let Some(rt) = self.providers.get_mut(idx) else {
+            return Ok(0);
+        };
+        let Some(names) = &rt.names else { return Ok(0) };
+        if rt.loaded && !full && !layout::has_marker(store, &rt.next)? {
+            return Ok(rt.gen);
+        }
+        let gen = layout::read_gen(store, names)?;
+        if gen != rt.gen || !rt.loaded {
+            let (bytes, _) = store.get(&names.keys)?;
+            rt.keys = bytes
+                .and_then(|b| jwks::parse(&b, allowed, max).ok())
+                .map(|p| p.set)
+                .unwrap_or_default();
+            rt.gen = gen;
+            rt.next = names.marker(gen + 1);
+            rt.loaded = true;
+        }
+        Ok(gen)
+    }
+
+    /// The number of keys this VM holds for a provider.
+    pub fn local_key_count(&self, idx: usize) -> usize {
+        self.providers.get(idx).map_or(0, |r| r.keys.len())
+    }
+
+    pub(super) fn refresh(
+        &mut self,
+        store: &dyn SharedStore,
+        idx: usize,
+        now_ms: u64,
+        trigger: Trigger,
+        otherwise: Refusal,
+    ) -> Result<Verdict, Refusal> {
+        let (
+            Some(p),
+            Some(Runtime {
+                names: Some(names), ..
+            }),
+        ) = (self.cfg.providers.get(idx), self.providers.get(idx))
+        else {
+            return Err(otherwise);
+        };
+        match refresh::try_acquire(store, names, p, &self.owner, now_ms, trigger) {
+            Ok(Acquire::Acquired) => Ok(Verdict::Wait {
+                provider: idx,
+                dispatch: true,
+            }),
+            Ok(Acquire::Busy) if self.shared_wake => Ok(Verdict::Wait {
+                provider: idx,
+                dispatch: false,
+            }),
+            // Nobody could wake this request: on a cold start it fetches
+            // for itself (the answer resumes it); an unknown kid is refused
+            // now rather than left hanging (the refresh under way will
+            // serve the client's retry).
+            Ok(Acquire::Busy) if trigger == Trigger::Cold => Ok(Verdict::Wait {
+                provider: idx,
+                dispatch: true,
+            }),
+            // Cold: a retry delay is running; the periodic check will fetch.
+            Ok(Acquire::NotDue) if trigger == Trigger::Cold && self.shared_wake => {
+                Ok(Verdict::Wait {
+                    provider: idx,
+                    dispatch: false,
+                })
+            }
+            Ok(_) => Err(otherwise),
+            Err(e) => {
+                log::warn!("jwt_jwks: refresh lease: {e}");
+                Err(otherwise)
+            }
+        }
+    }
+
+    /// The periodic check: providers whose scheduled refresh this VM must
+    /// now send (it took the lease).
+    pub fn tick(&mut self, store: &dyn SharedStore, now_ms: u64) -> Vec<usize> {
+        let mut due = Vec::new();
+        for idx in 0..self.providers.len() {
+            if let Err(e) = self.sync_full(store, idx) {
+                log::warn!("jwt_jwks: reading shared keys failed: {e}");
+                continue;
+            }
+            let (
+                Some(p),
+                Some(Runtime {
+                    names: Some(names), ..
+                }),
+            ) = (self.cfg.providers.get(idx), self.providers.get(idx))
+            else {
+                continue;
+            };
+            match refresh::try_acquire(store, names, p, &self.owner, now_ms, Trigger::Scheduled) {
+                Ok(Acquire::Acquired) => due.push(idx),
+                Ok(_) => {}
+                Err(e) => log::warn!("jwt_jwks: refresh lease: {e}"),
+            }
+        }
+        due
+    }
+
+    /// The callout to send for a provider.
+    pub fn callout(&self, idx: usize) -> Option<Callout> {
+        let p = self.cfg.providers.get(idx)?;
+        p.jwks.as_ref()?;
+        Some(Callout {
+            upstream: p.upstream.clone(),
+            headers: refresh::request_headers(p),
+            timeout_ms: p.timeout_ms,
+        })
+    }
+
+    /// Whether a callout body of `size` bytes may be read.
+    pub fn body_allowed(&self, idx: usize, size: usize) -> bool {
+        self.cfg
+            .providers
+            .get(idx)
+            .is_some_and(|p| refresh::body_allowed(p, size))
+    }
+
+    /// Records a callout's answer.
+    pub fn fetch_done(
+        &mut self,
+        store: &dyn SharedStore,
+        metrics: &dyn Metrics,
+        now_ms: u64,
+        idx: usize,
+        answer: &Answer,
+    ) -> Option<refresh::Outcome> {
+        let allowed = self.cfg.allowed_algorithms;
+        let p = self.cfg.providers.get(idx)?;
+        let names = self.providers.get(idx)?.names.as_ref()?;
+        let result = refresh::evaluate(answer, p, allowed);
+        let outcome = match refresh::complete(store, names, p, &self.owner, now_ms, result) {
+            Ok(o) => o,
+            Err(e) => {
+                log::error!("jwt_jwks: storing JWKS fetch result failed: {e}");
+                return None;
+            }
+        };
+        match &outcome {
+            refresh::Outcome::Stored { keys, skipped, .. } => {
+                metrics.incr(Metric::FetchSuccess);
+                log::info!(
+                    "jwt_jwks: JWKS fetched from {}: {keys} keys ({skipped} skipped)",
+                    p.upstream
+                );
+            }
+            refresh::Outcome::Failed(e) => {
+                metrics.incr(Metric::FetchFailure);
+                log::warn!(
+                    "jwt_jwks: JWKS fetch from {} failed: {e}; keeping the current keys",
+                    p.upstream
+                );
+            }
+        }
+        let _ = self.sync(store, idx);
+        Some(outcome)
+    }
+
+    /// The callout could not be sent: give the lease back.
+    pub fn fetch_not_sent(
+        &mut self,
+        store: &dyn SharedStore,
+        metrics: &dyn Metrics,
+        now_ms: u64,
+        idx: usize,
+        why: &str,
+    ) {
+        metrics.incr(Metric::FetchFailure);
+        if let Some(Runtime {
+            names: Some(names), ..
+        }) = self.providers.get(idx)
+        {
+            let error = format!("JWKS callout could not be sent: {why}");
+            log::warn!("jwt_jwks: {error}");
+            if let Err(e) = refresh::abandon(store, names, &self.owner, now_ms, &error) {
+                log::warn!("jwt_jwks: releasing the refresh lease: {e}");
+            }
+        }
+    }
+}

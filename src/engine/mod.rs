@@ -1,0 +1,265 @@
+//! The per-VM engine: one configuration, the parsed key sets (one per
+//! provider, refreshed from shared data when its generation moves), the
+//! requests waiting for keys, and the decisions the host glue carries out.
+//! Everything here is host-neutral and runs under `cargo test`.
+//!
+//! The request path is here (`authenticate`); the rest of the engine's
+//! work is in one file each: the signature check and its key
+//! (`signature`), authorization and what goes upstream (`grant`), the key
+//! sets and their refresh (`keysets`), paused requests (`waiters`), the
+//! admin routes (`cache_admin`), verified tokens (`token_cache`), and the
+//! types handed to the host glue (`verdict`).
+#![forbid(unsafe_code)]
+
+mod cache_admin;
+mod grant;
+mod keysets;
+mod signature;
+pub mod token_cache;
+pub mod verdict;
+mod waiters;
+
+use std::rc::Rc;
+
+use crate::authz::claims;
+use crate::authz::refusal::Refusal;
+use crate::config::{Config, WaitMode};
+use crate::crypto::host::HostCrypto;
+use crate::engine::token_cache::TokenCache;
+use crate::keys::jwks::KeySet;
+use crate::keys::layout::Names;
+use crate::metrics::{Metric, Metrics};
+use crate::store::SharedStore;
+use crate::token::jose;
+
+pub use verdict::{Callout, Grant, Pending, Verdict};
+
+/// One provider's keys as this VM holds them.
+struct Runtime {
+    names: Option<Names>,
+    gen: u64,
+    /// `names.marker(gen + 1)`: present once the key set has moved on.
+    next: String,
+    loaded: bool,
+    keys: KeySet,
+}
+
+pub struct Engine {
+    cfg: Config,
+    owner: String,
+    /// Whether one context can finish another's paused request (Envoy).
+    /// When not, every paused request needs a callout of its own.
+    shared_wake: bool,
+    host_known: bool,
+    host_envoy: bool,
+    /// Whether the host keeps properties for later filters (Envoy).
+    identity_property: bool,
+    providers: Vec<Runtime>,
+    waiters: Vec<Pending>,
+    tokens: TokenCache,
+    /// The host's signature checker, when it offers one (Envoy).
+    host_crypto: Option<Rc<dyn HostCrypto>>,
+    /// Where tokens are decoded, reused from one to the next.
+    scratch: jose::Scratch,
+}
+
+/// What a fresh verification tells the token cache.
+struct Fresh {
+    provider: usize,
+    gen: u64,
+    valid_until_ms: Option<u64>,
+}
+
+impl Engine {
+    /// `owner` identifies this VM in refresh leases; it must be unique
+    /// among the workers sharing the data.
+    pub fn new(cfg: Config, owner: String) -> Engine {
+        let providers = cfg
+            .providers
+            .iter()
+            .map(|p| Runtime {
+                names: p.jwks.as_ref().map(|j| Names::for_uri(&j.uri)),
+                gen: 0,
+                next: String::new(),
+                loaded: false,
+                keys: KeySet::default(),
+            })
+            .collect();
+        Engine {
+            tokens: TokenCache::new(cfg.token_cache_size, cfg.token_cache_max_bytes),
+            host_crypto: None,
+            scratch: jose::Scratch::default(),
+            shared_wake: cfg.wait_mode != WaitMode::PerRequest,
+            host_known: false,
+            host_envoy: false,
+            identity_property: false,
+            cfg,
+            owner,
+            providers,
+            waiters: Vec::new(),
+        }
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    /// Whether paused requests are woken by whichever context sees new keys
+    /// (`true`), or each by its own callout (`false`).
+    pub fn shared_wake(&self) -> bool {
+        self.shared_wake
+    }
+
+    /// Uses the host's signature checks (RSA PKCS#1 v1.5, ECDSA) from now on.
+    pub fn set_host_crypto(&mut self, crypto: Option<Rc<dyn HostCrypto>>) {
+        self.host_crypto = crypto;
+    }
+
+    /// Whether the host is known to be Envoy (false until the first
+    /// request probed it).
+    pub fn host_is_envoy(&self) -> bool {
+        self.host_envoy
+    }
+
+    /// Whether the host was probed.
+    pub fn host_known(&self) -> bool {
+        self.host_known
+    }
+
+    /// Settles what depends on the host, once known: `envoy` when the
+    /// host answered Envoy's `plugin_vm_id` property. There one context can
+    /// finish another's request (`wait_mode: auto` becomes `shared`; an
+    /// explicit `wait_mode` wins) and properties reach later filters.
+    pub fn set_host(&mut self, envoy: bool) {
+        self.host_known = true;
+        self.host_envoy = envoy;
+        // Cached grants were computed for the previous host setting.
+        self.tokens.clear();
+        self.identity_property = envoy && self.cfg.identity_property.is_some();
+        self.shared_wake = match self.cfg.wait_mode {
+            WaitMode::Auto => envoy,
+            WaitMode::Shared => true,
+            WaitMode::PerRequest => false,
+        };
+    }
+
+    /// Decides one token on the route of `rule` (None: the top-level
+    /// policy). With `may_wait` false (a waiter past its deadline), no
+    /// refresh is started and missing keys are final.
+    pub fn authenticate(
+        &mut self,
+        store: &dyn SharedStore,
+        metrics: &dyn Metrics,
+        now_ms: u64,
+        token: &str,
+        rule: Option<usize>,
+        may_wait: bool,
+    ) -> Verdict {
+        let cache = self.tokens.enabled();
+        if cache {
+            if let Some(grant) = self.cached(store, token, rule, now_ms) {
+                metrics.incr(Metric::TokenCacheHit);
+                return Verdict::Allow(grant);
+            }
+        }
+        // The decode buffers are taken out while the token borrows them, so
+        // that `self` stays free.
+        let mut scratch = std::mem::take(&mut self.scratch);
+        let decided = self.decide(&mut scratch, store, metrics, now_ms, token, rule, may_wait);
+        self.scratch = scratch;
+        match decided {
+            Ok((v, fresh)) => {
+                if let (true, Verdict::Allow(grant), Some(f)) = (cache, &v, fresh) {
+                    if let Some(valid_until_ms) = f.valid_until_ms {
+                        let entry = token_cache::Entry {
+                            provider: f.provider,
+                            gen: f.gen,
+                            rule,
+                            valid_until_ms,
+                            grant: grant.clone(),
+                        };
+                        self.tokens.insert(token, entry);
+                    }
+                }
+                v
+            }
+            Err(r) => Verdict::Deny(r),
+        }
+    }
+
+    fn cached(
+        &mut self,
+        store: &dyn SharedStore,
+        token: &str,
+        rule: Option<usize>,
+        now_ms: u64,
+    ) -> Option<Grant> {
+        let provider = self.tokens.provider_of(token)?;
+        // The key set may have changed in another worker: read its generation.
+        let gen = self.sync(store, provider).ok()?;
+        self.tokens.get(token, rule, now_ms, |_| gen)
+    }
+
+    /// Verified tokens this worker holds (for tests and `cache/info`).
+    pub fn token_cache_len(&self) -> usize {
+        self.tokens.len()
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn decide(
+        &mut self,
+        scratch: &mut jose::Scratch,
+        store: &dyn SharedStore,
+        metrics: &dyn Metrics,
+        now_ms: u64,
+        token: &str,
+        rule: Option<usize>,
+        may_wait: bool,
+    ) -> Result<(Verdict, Option<Fresh>), Refusal> {
+        let now_s = now_ms / 1000;
+        let d = jose::decode(token, scratch).map_err(Refusal::Decode)?;
+        let alg = claims::check_header(d.header, self.cfg.allowed_algorithms)?;
+        let idx = self.select_provider(d.claims.iss.as_deref())?;
+        let route = rule.and_then(|i| self.cfg.rules.get(i));
+        if route
+            .and_then(|r| r.providers.as_ref())
+            .is_some_and(|ok| !ok.contains(&idx))
+        {
+            return Err(Refusal::ProviderNotAllowed);
+        }
+        let provider = self.cfg.providers.get(idx).ok_or(Refusal::Issuer)?;
+        claims::check_claims(&d.claims, &provider.claims, now_s)?;
+        let max_age = provider.claims.max_token_age_s;
+        if let Some(wait) = self.verify_signature(store, metrics, now_ms, &d, alg, idx, may_wait)? {
+            return Ok((wait, None));
+        }
+        // Served from the cache until exp, and never past iat + max_token_age.
+        let exp_ms = d.claims.exp.map(|e| (e.0 * 1000.0) as u64);
+        let age_ms = max_age.and_then(|a| d.claims.iat.map(|i| (i.0 as u64 + a) * 1000));
+        let valid_until_ms = match (exp_ms, age_ms) {
+            (Some(e), Some(a)) => Some(e.min(a)),
+            (e, None) => e,
+            (None, a) => a,
+        };
+        let fresh = Fresh {
+            provider: idx,
+            gen: self.providers.get(idx).map_or(0, |r| r.gen),
+            valid_until_ms,
+        };
+        Ok((Verdict::Allow(self.grant(&d, idx, rule)?), Some(fresh)))
+    }
+
+    /// The provider a token belongs to: the only one, or the one listing
+    /// its `iss` (providers are never chosen by trying keys).
+    fn select_provider(&self, iss: Option<&str>) -> Result<usize, Refusal> {
+        if self.cfg.providers.len() == 1 {
+            return Ok(0);
+        }
+        let iss = iss.ok_or(Refusal::MissingClaim("iss"))?;
+        self.cfg
+            .providers
+            .iter()
+            .position(|p| p.claims.issuers.iter().any(|i| i == iss))
+            .ok_or(Refusal::Issuer)
+    }
+}

@@ -1,0 +1,59 @@
+//! What the engine hands the host glue: a verdict per request, what an
+//! allowed request carries upstream, a paused request, a callout to send.
+#![forbid(unsafe_code)]
+
+use crate::authz::refusal::Refusal;
+use crate::token::find::Source;
+
+/// What to do with a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Let the request through, with these changes.
+    Allow(Grant),
+    Deny(Refusal),
+    /// Pause until provider `provider` has new keys. With `dispatch`, the
+    /// caller holds the refresh lease and must send the JWKS callout.
+    Wait {
+        provider: usize,
+        dispatch: bool,
+    },
+}
+
+/// What an allowed request carries upstream.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Grant {
+    /// Headers to set (claims, payload), already sanitized.
+    pub headers: Vec<(String, String)>,
+    /// The verified identity as JSON, for the host property.
+    pub identity: Option<String>,
+}
+
+impl Verdict {
+    pub fn is_allow(&self) -> bool {
+        matches!(self, Verdict::Allow(_))
+    }
+}
+
+/// A paused request, with what is needed to finish it from another context.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pending {
+    pub context_id: u32,
+    pub token: String,
+    pub source: Source,
+    pub grpc: bool,
+    pub provider: usize,
+    /// The matched rule, if any.
+    pub rule: Option<usize>,
+    pub deadline_ms: u64,
+    /// The provider's generation when the request started waiting.
+    pub gen: u64,
+}
+
+/// A JWKS callout to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Callout {
+    /// Envoy cluster name, or Kong `host:port`.
+    pub upstream: String,
+    pub headers: Vec<(String, String)>,
+    pub timeout_ms: u64,
+}

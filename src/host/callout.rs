@@ -1,0 +1,99 @@
+//! The JWKS callout: sent from the calling context, and its answer read
+//! (never a read the host could answer with a status the SDK panics on).
+#![forbid(unsafe_code)]
+
+use std::time::Duration;
+
+use proxy_wasm::hostcalls;
+use proxy_wasm::traits::Context;
+use proxy_wasm::types::{BufferType, MapType};
+
+use crate::engine::Engine;
+use crate::host::clock::now_ms;
+use crate::host::store::HostStore;
+use crate::keys::refresh::Answer;
+use crate::metrics::Metrics;
+
+/// Sends the JWKS callout for `idx` from the calling context.
+pub(crate) fn dispatch(
+    ctx: &dyn Context,
+    engine: &mut Engine,
+    m: &dyn Metrics,
+    idx: usize,
+) -> Option<u32> {
+    let c = engine.callout(idx)?;
+    let (upstream, timeout_ms) = (c.upstream.as_str(), c.timeout_ms);
+    let headers: Vec<(&str, &str)> = c
+        .headers
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    match ctx.dispatch_http_call(
+        upstream,
+        headers,
+        None,
+        vec![],
+        Duration::from_millis(timeout_ms),
+    ) {
+        Ok(token) => Some(token),
+        Err(e) => {
+            engine.fetch_not_sent(
+                &HostStore,
+                m,
+                now_ms(),
+                idx,
+                &format!("{e:?} (is '{upstream}' a known upstream?)"),
+            );
+            None
+        }
+    }
+}
+
+/// One header of the callout's answer, as text; never panics on bytes.
+fn answer_header(name: &str) -> Option<String> {
+    hostcalls::get_map_value_bytes(MapType::HttpCallResponseHeaders, name)
+        .ok()
+        .flatten()
+        .map(|v| String::from_utf8_lossy(&v).into_owned())
+}
+
+/// Reads a callout's answer (the body only if within the size limit). A
+/// callout that failed after it started (reset mid-body, oversized answer)
+/// arrives with no headers: then no header map exists, and Envoy answers
+/// a read with a status the SDK would panic on, so none is read.
+pub(crate) fn read_answer(
+    engine: &mut Engine,
+    m: &dyn Metrics,
+    idx: usize,
+    num_headers: usize,
+    body_size: usize,
+) {
+    let (status, dispatch_status) = if num_headers == 0 {
+        // ngx_wasm_module reports a failed callout with no headers but a
+        // readable `:dispatch_status`; on Envoy reading it makes the SDK
+        // panic, so it is read only on a host known not to be Envoy.
+        let dispatch_status = if engine.host_known() && !engine.host_is_envoy() {
+            answer_header(":dispatch_status")
+        } else {
+            None
+        };
+        (None, dispatch_status)
+    } else {
+        let status = answer_header(":status").and_then(|s| s.trim().parse::<u16>().ok());
+        (status, answer_header(":dispatch_status"))
+    };
+    let body = if status == Some(200) && engine.body_allowed(idx, body_size) {
+        hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size)
+            .ok()
+            .flatten()
+    } else {
+        None
+    };
+    let answer = Answer {
+        status,
+        dispatch_status,
+        body_size,
+        body: body.as_deref(),
+    };
+    engine.fetch_done(&HostStore, m, now_ms(), idx, &answer);
+}

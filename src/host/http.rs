@@ -1,0 +1,266 @@
+//! The HTTP context: one request read, routed (admin path, public route,
+//! preflight), its token found and decided, paused while keys are fetched.
+#![forbid(unsafe_code)]
+
+use std::borrow::Cow;
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use proxy_wasm::traits::{Context, HttpContext};
+use proxy_wasm::types::Action;
+
+use crate::admin::{self, Action as AdminAction, Route};
+use crate::authz::refusal::Refusal;
+use crate::authz::rules;
+use crate::config::rules::AuthMode;
+use crate::engine::{Engine, Pending, Verdict};
+use crate::host::callout::{dispatch, read_answer};
+use crate::host::clock::now_ms;
+use crate::host::conclude::{conclude, finish_waiters};
+use crate::host::headers::{self, request_header_map, text};
+use crate::host::metrics::HostMetrics;
+use crate::host::probe::settle_host;
+use crate::host::reply::send;
+use crate::host::store::HostStore;
+use crate::host::upstream::drop_header;
+use crate::metrics::{Metric, Metrics};
+use crate::response::{self, json_reply, LocalReply};
+use crate::token::find::{self, Source};
+
+pub(crate) struct Http {
+    id: u32,
+    engine: Rc<RefCell<Engine>>,
+    metrics: Rc<HostMetrics>,
+    /// JWKS callouts this request sent: (token, provider).
+    callouts: Vec<(u32, usize)>,
+}
+
+impl Http {
+    pub(crate) fn new(id: u32, engine: Rc<RefCell<Engine>>, metrics: Rc<HostMetrics>) -> Http {
+        Http {
+            id,
+            engine,
+            metrics,
+            callouts: Vec::new(),
+        }
+    }
+
+    fn admin(&self, e: &mut Engine, action: AdminAction) -> LocalReply {
+        self.metrics.incr(Metric::AdminRequests);
+        let result = match action {
+            AdminAction::Info => Ok(Some(e.info(&HostStore, now_ms()))),
+            AdminAction::ClearAll => e.clear_all(&HostStore).map(Some),
+            AdminAction::ClearKid(kid) => e.clear_kid(&HostStore, &kid),
+        };
+        match result {
+            Ok(Some(body)) => json_reply(200, body),
+            Ok(None) => json_reply(
+                404,
+                serde_json::json!({"error": "not_found", "message": "unknown key id"}),
+            ),
+            Err(err) => json_reply(
+                500,
+                serde_json::json!({"error": "internal", "message": err.to_string()}),
+            ),
+        }
+    }
+
+    fn request(&mut self) -> Action {
+        // Bytes, not text: a header value may hold any byte (Envoy passes
+        // 0x80-0xFF through); a name or value that is not UTF-8 is read
+        // with replacement characters.
+        let raw = request_header_map();
+        let Some(pairs) = raw.as_deref().and_then(headers::pairs) else {
+            log::error!("jwt_jwks: cannot read request headers");
+            send(&response::refusal(
+                &Refusal::KeysUnavailable,
+                "jwt-jwks",
+                false,
+            ));
+            return Action::Pause;
+        };
+        let headers: Vec<(Cow<str>, Cow<str>)> =
+            pairs.into_iter().map(|(k, v)| (text(k), text(v))).collect();
+        // Envoy gives header names in lower case; ngx_wasm_module (Kong)
+        // as the client wrote them.
+        let get = |name: &str| {
+            headers
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.as_ref())
+        };
+        let method = get(":method").unwrap_or_default();
+        let path = get(":path").unwrap_or_default();
+        let grpc = response::is_grpc(get("content-type"));
+        let engine = self.engine.clone();
+        let Ok(mut e) = engine.try_borrow_mut() else {
+            send(&response::refusal(
+                &Refusal::KeysUnavailable,
+                "jwt-jwks",
+                grpc,
+            ));
+            return Action::Pause;
+        };
+        let m = self.metrics.clone();
+
+        match admin::route(
+            e.config().admin.as_ref(),
+            method,
+            path,
+            get("authorization"),
+        ) {
+            Route::NotAdmin => {}
+            Route::Reply(r) => {
+                m.incr(Metric::AdminRequests);
+                send(&r);
+                return Action::Pause;
+            }
+            Route::Run(action) => {
+                let r = self.admin(&mut e, action);
+                send(&r);
+                return Action::Pause;
+            }
+        }
+
+        if !e.host_known() {
+            settle_host(&mut e);
+        }
+        // A client must never be able to forge what the filter forwards.
+        for name in e.config().forwarded_headers() {
+            if headers.iter().any(|(k, _)| k.eq_ignore_ascii_case(name)) {
+                if let Err(err) = drop_header(name, e.host_is_envoy()) {
+                    log::warn!("jwt_jwks: removing an incoming {name} failed: {err:?}");
+                }
+            }
+        }
+
+        let rule = rules::match_rule(&e.config().rules, method, path);
+        let route = rule.and_then(|i| e.config().rules.get(i));
+        let auth = route.map_or(AuthMode::Required, |r| r.auth);
+        let preflight_runs = route
+            .and_then(|r| r.run_on_preflight)
+            .unwrap_or(e.config().run_on_preflight);
+        if auth == AuthMode::Public || (!preflight_runs && find::is_preflight(method, &headers)) {
+            return Action::Continue;
+        }
+        let no_source = Source::Header(String::new());
+        let found = match find::extract(e.config(), &headers, path) {
+            Ok(Some(f)) => f,
+            Ok(None) if auth == AuthMode::Optional => return Action::Continue,
+            Ok(None) => {
+                let v = Verdict::Deny(Refusal::MissingToken);
+                return conclude(&e, m.as_ref(), &v, &no_source, grpc, false);
+            }
+            Err(r) => {
+                return conclude(
+                    &e,
+                    m.as_ref(),
+                    &Verdict::Deny(r.into()),
+                    &no_source,
+                    grpc,
+                    false,
+                )
+            }
+        };
+        let now = now_ms();
+        let verdict = e.authenticate(&HostStore, m.as_ref(), now, &found.token, rule, true);
+        let Verdict::Wait {
+            provider,
+            dispatch: send_it,
+        } = verdict
+        else {
+            return conclude(&e, m.as_ref(), &verdict, &found.source, grpc, false);
+        };
+        let timeout = e
+            .config()
+            .providers
+            .get(provider)
+            .map_or(5000, |p| p.timeout_ms);
+        let pending = Pending {
+            context_id: self.id,
+            token: found.token,
+            source: found.source,
+            grpc,
+            provider,
+            rule,
+            deadline_ms: now + timeout,
+            gen: 0,
+        };
+        if !e.add_waiter(pending) {
+            let v = Verdict::Deny(Refusal::Overloaded);
+            return conclude(&e, m.as_ref(), &v, &no_source, grpc, false);
+        }
+        m.incr(Metric::Paused);
+        if send_it {
+            match dispatch(self, &mut e, m.as_ref(), provider) {
+                Some(token) => self.callouts.push((token, provider)),
+                None if !e.shared_wake() => {
+                    // No callout, so nothing would ever resume this request.
+                    if let Some(w) = e.take_waiter(self.id) {
+                        let v = e.authenticate(
+                            &HostStore,
+                            m.as_ref(),
+                            now_ms(),
+                            &w.token,
+                            w.rule,
+                            false,
+                        );
+                        return conclude(&e, m.as_ref(), &v, &w.source, w.grpc, false);
+                    }
+                }
+                None => {}
+            }
+        }
+        Action::Pause
+    }
+}
+
+impl Context for Http {
+    fn on_http_call_response(
+        &mut self,
+        token_id: u32,
+        num_headers: usize,
+        body_size: usize,
+        _trailers: usize,
+    ) {
+        let Some(pos) = self.callouts.iter().position(|(t, _)| *t == token_id) else {
+            return;
+        };
+        let (_, idx) = self.callouts.swap_remove(pos);
+        let engine = self.engine.clone();
+        let Ok(mut e) = engine.try_borrow_mut() else {
+            return;
+        };
+        let m = self.metrics.clone();
+        read_answer(&mut e, m.as_ref(), idx, num_headers, body_size);
+        if !e.shared_wake() {
+            // Only this request can be resumed from here: decide it now.
+            if let Some(w) = e.take_waiter(self.id) {
+                let v = e.authenticate(&HostStore, m.as_ref(), now_ms(), &w.token, w.rule, false);
+                conclude(&e, m.as_ref(), &v, &w.source, w.grpc, true);
+            }
+            return;
+        }
+        let (finals, to_send) = e.review_waiters(&HostStore, m.as_ref(), now_ms());
+        finish_waiters(&e, m.as_ref(), finals, self.id);
+        for idx in to_send {
+            if let Some(token) = dispatch(self, &mut e, m.as_ref(), idx) {
+                self.callouts.push((token, idx));
+            }
+        }
+    }
+}
+
+impl HttpContext for Http {
+    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        self.request()
+    }
+}
+
+impl Drop for Http {
+    fn drop(&mut self) {
+        if let Ok(mut e) = self.engine.try_borrow_mut() {
+            e.remove_waiter(self.id);
+        }
+    }
+}

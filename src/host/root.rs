@@ -1,0 +1,156 @@
+//! The root context: configuration, the tick (refreshes, paused requests,
+//! metrics) and the callouts it sent itself.
+#![forbid(unsafe_code)]
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::time::{Duration, UNIX_EPOCH};
+
+use proxy_wasm::hostcalls;
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{BufferType, ContextType};
+
+use crate::config::Config;
+use crate::engine::Engine;
+use crate::host::callout::{dispatch, read_answer};
+use crate::host::clock::now_ms;
+use crate::host::conclude::finish_waiters;
+use crate::host::http::Http;
+use crate::host::metrics::HostMetrics;
+use crate::host::store::HostStore;
+
+/// How often the root context checks refreshes and paused requests.
+const TICK: Duration = Duration::from_millis(100);
+
+pub(crate) struct Root {
+    id: u32,
+    engine: Option<Rc<RefCell<Engine>>>,
+    metrics: Rc<HostMetrics>,
+    /// Callouts sent by the root context: token -> provider.
+    callouts: HashMap<u32, usize>,
+    tick_set: bool,
+}
+
+impl Root {
+    pub(crate) fn new(id: u32) -> Root {
+        Root {
+            id,
+            engine: None,
+            metrics: Rc::new(HostMetrics::default()),
+            callouts: HashMap::new(),
+            tick_set: false,
+        }
+    }
+
+    fn review(&mut self) {
+        let Some(engine) = self.engine.clone() else {
+            return;
+        };
+        let Ok(mut e) = engine.try_borrow_mut() else {
+            return;
+        };
+        let m = self.metrics.clone();
+        // With per_request waiting this returns nothing: each paused request
+        // is finished from its own callout (the root cannot resume it there).
+        let (finals, to_send) = e.review_waiters(&HostStore, m.as_ref(), now_ms());
+        finish_waiters(&e, m.as_ref(), finals, self.id);
+        for idx in to_send {
+            if let Some(token) = dispatch(self, &mut e, m.as_ref(), idx) {
+                self.callouts.insert(token, idx);
+            }
+        }
+    }
+}
+
+impl Context for Root {
+    fn on_http_call_response(
+        &mut self,
+        token_id: u32,
+        num_headers: usize,
+        body_size: usize,
+        _trailers: usize,
+    ) {
+        let Some(idx) = self.callouts.remove(&token_id) else {
+            return;
+        };
+        if let Some(engine) = self.engine.clone() {
+            if let Ok(mut e) = engine.try_borrow_mut() {
+                read_answer(&mut e, self.metrics.as_ref(), idx, num_headers, body_size);
+            }
+        }
+        self.review();
+    }
+}
+
+impl RootContext for Root {
+    fn on_configure(&mut self, _size: usize) -> bool {
+        let bytes = match hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX) {
+            Ok(Some(b)) => b,
+            Ok(None) => b"{}".to_vec(),
+            Err(e) => {
+                log::error!("jwt_jwks: cannot read the plugin configuration: {e:?}");
+                return false;
+            }
+        };
+        let cfg = match Config::parse(&bytes) {
+            Ok(c) => c,
+            Err(e) => {
+                log::error!("jwt_jwks: {e}");
+                return false;
+            }
+        };
+        for w in cfg.warnings() {
+            log::warn!("jwt_jwks: {w}");
+        }
+        let nanos = hostcalls::get_current_time()
+            .ok()
+            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_nanos());
+        let owner = format!("{nanos:x}-{}", self.id);
+        self.metrics = Rc::new(HostMetrics::define());
+        self.engine = Some(Rc::new(RefCell::new(Engine::new(cfg, owner))));
+        if !self.tick_set {
+            // Callouts start from the first tick: Kong's host refuses them
+            // during on_configure. A second non-zero period traps there too.
+            if let Err(e) = hostcalls::set_tick_period(TICK) {
+                log::error!("jwt_jwks: cannot set the tick period: {e:?}");
+                return false;
+            }
+            self.tick_set = true;
+        }
+        true
+    }
+
+    fn on_tick(&mut self) {
+        self.metrics.flush();
+        let Some(engine) = self.engine.clone() else {
+            return;
+        };
+        {
+            let Ok(mut e) = engine.try_borrow_mut() else {
+                return;
+            };
+            let due = e.tick(&HostStore, now_ms());
+            for idx in due {
+                if let Some(token) = dispatch(self, &mut e, self.metrics.as_ref(), idx) {
+                    self.callouts.insert(token, idx);
+                }
+            }
+        }
+        self.review();
+    }
+
+    fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
+        let engine = self.engine.clone()?;
+        Some(Box::new(Http::new(
+            context_id,
+            engine,
+            self.metrics.clone(),
+        )))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}
