@@ -22,6 +22,14 @@ pub enum Metric {
     TokenCacheHit,
     /// A signature checked by the host's crypto.
     HostVerification,
+    /// A callout sent for a JWKS.
+    FetchSent,
+    /// A JWKS answered `304 Not Modified` (also a success).
+    NotModified,
+    /// A callout sent for OpenID Provider metadata.
+    DiscoverySent,
+    /// Metadata that could not be fetched or used.
+    DiscoveryFailure,
 }
 
 const FIXED: &[&str] = &[
@@ -34,6 +42,10 @@ const FIXED: &[&str] = &[
     "jwt_jwks_admin_requests",
     "jwt_jwks_token_cache_hit",
     "jwt_jwks_host_verifications",
+    "jwt_jwks_jwks_fetches",
+    "jwt_jwks_jwks_not_modified",
+    "jwt_jwks_discovery_fetches",
+    "jwt_jwks_discovery_failure",
 ];
 
 impl Metric {
@@ -49,6 +61,10 @@ impl Metric {
             Metric::AdminRequests => 6,
             Metric::TokenCacheHit => 7,
             Metric::HostVerification => 8,
+            Metric::FetchSent => 9,
+            Metric::NotModified => 10,
+            Metric::DiscoverySent => 11,
+            Metric::DiscoveryFailure => 12,
             Metric::Denied(reason) => {
                 FIXED.len()
                     + Refusal::METRICS

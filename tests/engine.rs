@@ -11,7 +11,7 @@ use jwt_jwks::authz::refusal::Refusal;
 use jwt_jwks::config::Config;
 use jwt_jwks::engine::{Engine, Pending, Verdict};
 use jwt_jwks::keys::layout::Names;
-use jwt_jwks::keys::refresh::Answer;
+use jwt_jwks::keys::refresh::{Answer, Doc};
 use jwt_jwks::metrics::{MemoryMetrics, Metric};
 use jwt_jwks::store::{MemoryStore, SharedStore};
 use jwt_jwks::token::find::Source;
@@ -145,9 +145,9 @@ fn config(extra: &str) -> Config {
 fn ok(body: &str) -> Answer<'_> {
     Answer {
         status: Some(200),
-        dispatch_status: None,
         body_size: body.len(),
         body: Some(body.as_bytes()),
+        ..Answer::default()
     }
 }
 
@@ -173,7 +173,9 @@ impl Worker {
         let due = self.e.tick(s, now);
         assert_eq!(due, vec![0], "a refresh is due");
         let body = doc.to_string();
-        self.e.fetch_done(s, &self.m, now, 0, &ok(&body)).unwrap();
+        self.e
+            .fetch_done(s, &self.m, now, 0, Doc::Jwks, &ok(&body))
+            .unwrap();
     }
 }
 
@@ -320,7 +322,8 @@ fn cold_start_waits_for_one_fetch_shared_by_every_worker() {
     assert!(finals.is_empty(), "still waiting");
 
     let body = all_jwks().to_string();
-    w1.e.fetch_done(&s, &w1.m, now + 50, 0, &ok(&body)).unwrap();
+    w1.e.fetch_done(&s, &w1.m, now + 50, 0, Doc::Jwks, &ok(&body))
+        .unwrap();
     assert_eq!(w1.m.get(Metric::FetchSuccess), 1);
     // The other worker's waiter is decided on its next review (tick).
     let (finals, dispatch) = w2.e.review_waiters(&s, &w2.m, now + 100);
@@ -350,7 +353,7 @@ fn a_waiter_past_its_deadline_gets_503_and_the_pending_cap_holds() {
 }
 
 #[test]
-fn unknown_kid_refreshes_once_per_interval_and_picks_up_rotation() {
+fn unknown_kid_refreshes_are_budgeted_and_pick_up_rotation() {
     let s = MemoryStore::default();
     let mut w = Worker::new(config(""), "w1");
     let now = now_ms();
@@ -370,7 +373,8 @@ fn unknown_kid_refreshes_once_per_interval_and_picks_up_rotation() {
     );
     let v2 =
         json!({"keys": [rsa_jwk(&k.rsa, "rsa", None), rsa_jwk(&k.rsa2, "rsa2", None)]}).to_string();
-    w.e.fetch_done(&s, &w.m, now + 1100, 0, &ok(&v2)).unwrap();
+    w.e.fetch_done(&s, &w.m, now + 1100, 0, Doc::Jwks, &ok(&v2))
+        .unwrap();
     assert!(w.auth(&s, now + 1200, &new_token).is_allow());
     assert!(
         w.auth(&s, now + 1200, &token("RS256", Some("rsa")))
@@ -378,27 +382,31 @@ fn unknown_kid_refreshes_once_per_interval_and_picks_up_rotation() {
         "old key kept while published"
     );
 
-    // A random kid: one refresh allowed per min_refresh_interval (30 s).
+    // A random kid gets one refresh from the budget; once that refresh
+    // proved it absent, it costs no more refreshes for an interval.
     let random = k.rsa.clone().with_key_id("nope").sign(claims()).unwrap();
     assert_eq!(
         w.auth(&s, now + 2000, &random),
-        Verdict::Deny(Refusal::UnknownKid),
-        "rate limited"
-    );
-    assert_eq!(
-        w.auth(&s, now + 32_000, &random),
         Verdict::Wait {
             provider: 0,
             dispatch: true
         }
     );
-    w.e.fetch_done(&s, &w.m, now + 32_100, 0, &ok(&v2)).unwrap();
+    w.e.fetch_done(&s, &w.m, now + 2100, 0, Doc::Jwks, &ok(&v2))
+        .unwrap();
     for i in 0..100 {
         assert_eq!(
-            w.auth(&s, now + 33_000 + i, &random),
+            w.auth(&s, now + 3_000 + i, &random),
             Verdict::Deny(Refusal::UnknownKid)
         );
     }
+    let st = jwt_jwks::keys::layout::read_state(&s, &Names::for_uri(URI)).unwrap();
+    assert_eq!(st.fetch_success, 3, "no refresh for the absent kid");
+    // After the interval it may ask once more.
+    assert!(matches!(
+        w.auth(&s, now + 33_000, &random),
+        Verdict::Wait { dispatch: true, .. }
+    ));
     assert!(w.m.get(Metric::CacheMiss) >= 100);
 }
 
@@ -416,7 +424,8 @@ fn a_failed_refresh_keeps_the_keys_and_marks_nothing_lost() {
         dispatch_status: Some("broken connection".into()),
         ..Answer::default()
     };
-    w.e.fetch_done(&s, &w.m, now + 50_000, 0, &down).unwrap();
+    w.e.fetch_done(&s, &w.m, now + 50_000, 0, Doc::Jwks, &down)
+        .unwrap();
     assert_eq!(w.m.get(Metric::FetchFailure), 1);
     assert!(w.auth(&s, now + 50_001, &t).is_allow());
     // Past the TTL, still serving, and cache/info says stale.
@@ -545,7 +554,8 @@ fn admin_clear_is_seen_by_every_worker_and_the_next_request_refetches() {
         }
     );
     let body = all_jwks().to_string();
-    w2.e.fetch_done(&s, &w2.m, now + 20, 0, &ok(&body)).unwrap();
+    w2.e.fetch_done(&s, &w2.m, now + 20, 0, Doc::Jwks, &ok(&body))
+        .unwrap();
     assert!(w2.auth(&s, now + 30, &t).is_allow());
 
     let r = w1.e.clear_all(&s).unwrap();
@@ -640,7 +650,8 @@ fn per_request_wait_mode_never_leaves_a_request_without_its_own_callout() {
         }
     );
     let body = all_jwks().to_string();
-    w1.e.fetch_done(&s, &w1.m, now + 10, 0, &ok(&body)).unwrap();
+    w1.e.fetch_done(&s, &w1.m, now + 10, 0, Doc::Jwks, &ok(&body))
+        .unwrap();
     assert!(w2.auth(&s, now + 20, &t).is_allow());
 
     // An unknown kid while another refresh is under way is refused at once.
@@ -680,7 +691,7 @@ fn per_request_wait_mode_never_leaves_a_request_without_its_own_callout() {
         status: Some(503),
         ..Answer::default()
     };
-    w.e.fetch_done(&s, &w.m, now, 0, &down).unwrap();
+    w.e.fetch_done(&s, &w.m, now, 0, Doc::Jwks, &down).unwrap();
     assert_eq!(
         w.auth(&s, now + 100, &t),
         Verdict::Deny(Refusal::KeysUnavailable)
@@ -735,8 +746,10 @@ fn tokens_go_to_the_provider_of_their_issuer_and_each_has_its_own_keys() {
     assert_eq!(w.e.tick(&s, now), vec![0, 1], "one fetch per provider");
     let ext = json!({"keys": [rsa_jwk(&k.rsa, "rsa", None)]}).to_string();
     let par = json!({"keys": [rsa_jwk(&k.rsa2, "rsa", None)]}).to_string();
-    w.e.fetch_done(&s, &w.m, now, 0, &ok(&ext)).unwrap();
-    w.e.fetch_done(&s, &w.m, now, 1, &ok(&par)).unwrap();
+    w.e.fetch_done(&s, &w.m, now, 0, Doc::Jwks, &ok(&ext))
+        .unwrap();
+    w.e.fetch_done(&s, &w.m, now, 1, Doc::Jwks, &ok(&par))
+        .unwrap();
 
     let external = token_with("https://auth.example.com", json!({}), &k.rsa, "rsa");
     let partner = token_with("https://partner", json!({}), &k.rsa2, "rsa");
@@ -870,7 +883,7 @@ fn a_failing_host_store_never_panics_and_loses_no_loaded_key() {
     let now = now_ms();
     assert_eq!(e.tick(&s, now), vec![0]);
     let body = all_jwks().to_string();
-    e.fetch_done(&s, &m, now, 0, &ok(&body)).unwrap();
+    e.fetch_done(&s, &m, now, 0, Doc::Jwks, &ok(&body)).unwrap();
     let t = token("ES256", Some("p256"));
     s.failing.set(true);
     // Keys already parsed in this worker keep serving.
@@ -887,7 +900,9 @@ fn a_failing_host_store_never_panics_and_loses_no_loaded_key() {
         Verdict::Deny(Refusal::UnknownKid)
     );
     assert_eq!(e.tick(&s, now + 10_000_000), Vec::<usize>::new());
-    assert!(e.fetch_done(&s, &m, now, 0, &ok(&body)).is_none());
+    assert!(e
+        .fetch_done(&s, &m, now, 0, Doc::Jwks, &ok(&body))
+        .is_none());
     assert!(e.clear_all(&s).is_err());
     let info = e.info(&s, now);
     assert_eq!(info["keys_count"], json!(0), "info reads nothing, says so");
@@ -941,7 +956,8 @@ fn the_token_cache_answers_repeats_and_never_outlives_exp_or_the_key_set() {
 
     // Bounded: two entries at most.
     let body = all_jwks().to_string();
-    w.e.fetch_done(&s, &w.m, now, 0, &ok(&body)).unwrap();
+    w.e.fetch_done(&s, &w.m, now, 0, Doc::Jwks, &ok(&body))
+        .unwrap();
     for alg in ["ES256", "ES384", "EdDSA"] {
         let kid = match alg {
             "ES256" => "p256",
@@ -1048,11 +1064,205 @@ fn per_request_mode_never_finishes_a_request_from_another_context() {
     );
     assert!(w.e.add_waiter(pending(5, &t, now + 1000)));
     let body = all_jwks().to_string();
-    w.e.fetch_done(&s, &w.m, now, 0, &ok(&body)).unwrap();
+    w.e.fetch_done(&s, &w.m, now, 0, Doc::Jwks, &ok(&body))
+        .unwrap();
     // Keys are here and the deadline has passed, but on a host where one
     // context cannot resume another, nothing is decided for it here.
     let (finals, dispatch) = w.e.review_waiters(&s, &w.m, now + 2000);
     assert!(finals.is_empty() && dispatch.is_empty());
     assert_eq!(w.e.waiting(), 1);
     assert!(w.e.take_waiter(5).is_some());
+}
+
+// ---------------------------------------------------------------- issue 15
+
+fn discovery_config(extra: &str) -> Config {
+    Config::parse(
+        format!(
+            r#"{{"discovery_uri":"https://idp/realms/a/.well-known/openid-configuration",
+                "issuers":["https://idp"],"min_refresh_interval":30{extra}}}"#
+        )
+        .as_bytes(),
+    )
+    .unwrap()
+}
+
+#[test]
+fn discovery_finds_the_jwks_on_another_host_and_a_foreign_issuer_is_refused() {
+    let s = MemoryStore::default();
+    let mut w = Worker::new(discovery_config(r#","retry_count":0"#), "w1");
+    let now = now_ms();
+    let t = token("RS256", Some("rsa"));
+    assert_eq!(w.e.tick(&s, now), vec![0]);
+    let c = w.e.callout(&s, 0, now).unwrap();
+    assert_eq!((c.doc, c.upstream.as_str()), (Doc::Discovery, "idp"));
+    // A document for another issuer is not used: no JWKS callout follows.
+    let evil = r#"{"issuer":"https://evil","jwks_uri":"http://evil:1/certs"}"#;
+    let o =
+        w.e.fetch_done(&s, &w.m, now, 0, Doc::Discovery, &ok(evil))
+            .unwrap();
+    assert!(!o.follow_up(), "{o:?}");
+    let info = w.e.info(&s, now);
+    let err = info["providers"][0]["discovery"]["last_error"]
+        .as_str()
+        .unwrap();
+    assert!(err.contains("\"https://evil\""), "{err}");
+    assert_eq!(w.m.get(Metric::DiscoveryFailure), 1);
+    assert_eq!(
+        w.auth(&s, now + 10, &t),
+        Verdict::Wait {
+            provider: 0,
+            dispatch: false
+        },
+        "a retry delay runs: the request waits for the periodic check"
+    );
+
+    // The right document names a JWKS on a second server.
+    let later = now + 31_000;
+    assert_eq!(w.e.tick(&s, later), vec![0]);
+    let meta = r#"{"issuer":"https://idp","jwks_uri":"http://keys.example:8081/certs"}"#;
+    let o =
+        w.e.fetch_done(&s, &w.m, later, 0, Doc::Discovery, &ok(meta))
+            .unwrap();
+    assert!(o.follow_up());
+    let c = w.e.callout(&s, 0, later).unwrap();
+    assert_eq!(
+        (c.doc, c.upstream.as_str()),
+        (Doc::Jwks, "keys.example:8081")
+    );
+    assert!(c.headers.contains(&(":path".into(), "/certs".into())));
+    let body = all_jwks().to_string();
+    w.e.fetch_done(&s, &w.m, later, 0, Doc::Jwks, &ok(&body))
+        .unwrap();
+    assert!(w.auth(&s, later + 10, &t).is_allow());
+    let info = w.e.info(&s, later);
+    let p = &info["providers"][0];
+    assert_eq!(p["jwks_uri"], json!("http://keys.example:8081/certs"));
+    assert_eq!(p["discovery"]["issuer"], json!("https://idp"));
+    assert_eq!(p["discovery"]["last_error"], json!(null));
+}
+
+#[test]
+fn a_304_keeps_the_generation_and_the_token_cache() {
+    let s = MemoryStore::default();
+    let mut w = Worker::new(config(r#","cache_ttl":600"#), "w1");
+    let now = now_ms();
+    assert_eq!(w.e.tick(&s, now), vec![0]);
+    let body = all_jwks().to_string();
+    let mut first = ok(&body);
+    first.etag = Some("\"abc\"".into());
+    first.cache.cache_control = Some("max-age=120".into());
+    w.e.fetch_done(&s, &w.m, now, 0, Doc::Jwks, &first).unwrap();
+    let t = token("ES256", Some("p256"));
+    assert!(w.auth(&s, now, &t).is_allow());
+    assert!(w.auth(&s, now, &t).is_allow());
+    assert_eq!(w.m.get(Metric::TokenCacheHit), 1);
+    let info = w.e.info(&s, now);
+    assert_eq!(info["providers"][0]["freshness"], json!(120));
+    assert_eq!(
+        info["providers"][0]["next_refresh_at"],
+        json!((now + 60_000) / 1000)
+    );
+    // Due at half the max-age; the callout carries the validator.
+    assert!(w.e.tick(&s, now + 59_000).is_empty());
+    assert_eq!(w.e.tick(&s, now + 60_000), vec![0]);
+    let c = w.e.callout(&s, 0, now + 60_000).unwrap();
+    assert!(c
+        .headers
+        .contains(&("if-none-match".into(), "\"abc\"".into())));
+    let not_modified = Answer {
+        status: Some(304),
+        ..Answer::default()
+    };
+    let o =
+        w.e.fetch_done(&s, &w.m, now + 60_000, 0, Doc::Jwks, &not_modified)
+            .unwrap();
+    assert_eq!(o, jwt_jwks::keys::refresh::Outcome::NotModified { gen: 1 });
+    assert!(w.auth(&s, now + 60_001, &t).is_allow());
+    assert_eq!(
+        w.m.get(Metric::TokenCacheHit),
+        2,
+        "the cached verdict survived"
+    );
+    assert_eq!(w.m.get(Metric::NotModified), 1);
+    let info = w.e.info(&s, now + 60_001);
+    assert_eq!(info["providers"][0]["not_modified"], json!(1));
+    assert_eq!(info["providers"][0]["generation"], json!(1));
+}
+
+#[test]
+fn a_flood_of_junk_kids_on_two_workers_costs_the_budget_and_rotation_still_passes() {
+    use jwt_jwks::keys::kid_budget::BUDGET;
+    let s = MemoryStore::default();
+    let mut w1 = Worker::new(config(""), "w1");
+    let mut w2 = Worker::new(config(""), "w2");
+    let now = now_ms();
+    let k = keys();
+    let v1 = json!({"keys": [rsa_jwk(&k.rsa, "rsa", None)]}).to_string();
+    assert_eq!(w1.e.tick(&s, now), vec![0]);
+    w1.e.fetch_done(&s, &w1.m, now, 0, Doc::Jwks, &ok(&v1))
+        .unwrap();
+    // Five junk kids, each answered by a fetch that does not have it.
+    for i in 0..5u64 {
+        let junk = k
+            .rsa
+            .clone()
+            .with_key_id(&format!("junk-{i}"))
+            .sign(claims())
+            .unwrap();
+        let w = if i % 2 == 0 { &mut w1 } else { &mut w2 };
+        let at = now + 1000 + i * 1000;
+        assert!(matches!(
+            w.auth(&s, at, &junk),
+            Verdict::Wait { dispatch: true, .. }
+        ));
+        w.e.fetch_done(&s, &w.m, at + 10, 0, Doc::Jwks, &ok(&v1))
+            .unwrap();
+        assert_eq!(
+            w.auth(&s, at + 20, &junk),
+            Verdict::Deny(Refusal::UnknownKid)
+        );
+    }
+    // The rotation's first token, seconds later: one fetch, accepted.
+    let v2 =
+        json!({"keys": [rsa_jwk(&k.rsa, "rsa", None), rsa_jwk(&k.rsa2, "rsa2", None)]}).to_string();
+    let new_token = k.rsa2.clone().with_key_id("rsa2").sign(claims()).unwrap();
+    assert!(matches!(
+        w2.auth(&s, now + 7000, &new_token),
+        Verdict::Wait { dispatch: true, .. }
+    ));
+    w2.e.fetch_done(&s, &w2.m, now + 7010, 0, Doc::Jwks, &ok(&v2))
+        .unwrap();
+    assert!(w1.auth(&s, now + 7020, &new_token).is_allow());
+    // 1,000 distinct junk kids a second for two minutes, on both workers:
+    // the rest of the budget, then one fetch per interval (30 s).
+    let names = Names::for_uri(URI);
+    let before = jwt_jwks::keys::layout::read_state(&s, &names)
+        .unwrap()
+        .fetch_success;
+    let mut fetches = 0u64;
+    for i in 0..120_000u64 {
+        let at = now + 8000 + i;
+        let junk = format!("flood-{i}");
+        let header = b64(json!({"alg": "RS256", "kid": junk}).to_string().as_bytes());
+        let body = b64(serde_json::to_string(&claims()).unwrap().as_bytes());
+        let t = format!("{header}.{body}.{}", b64(&[1u8; 256]));
+        let w = if i % 2 == 0 { &mut w1 } else { &mut w2 };
+        match w.auth(&s, at, &t) {
+            Verdict::Wait { dispatch: true, .. } => {
+                fetches += 1;
+                w.e.fetch_done(&s, &w.m, at, 0, Doc::Jwks, &ok(&v2))
+                    .unwrap();
+            }
+            Verdict::Deny(Refusal::UnknownKid) => {}
+            other => panic!("{other:?}"),
+        }
+    }
+    let spent_before = 5 + 1;
+    let bound = u64::from(BUDGET) - spent_before + 120 / 30 + 1;
+    assert!(fetches <= bound, "{fetches} fetches, bound {bound}");
+    let after = jwt_jwks::keys::layout::read_state(&s, &names)
+        .unwrap()
+        .fetch_success;
+    assert_eq!(after - before, fetches);
 }

@@ -12,7 +12,7 @@ use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD};
 use base64::Engine as _;
 use jwt_jwks::config::Config;
 use jwt_jwks::engine::{Engine, Verdict};
-use jwt_jwks::keys::refresh::Answer;
+use jwt_jwks::keys::refresh::{Answer, Doc};
 use jwt_jwks::metrics::MemoryMetrics;
 use jwt_jwks::store::MemoryStore;
 use jwt_simple::prelude::*;
@@ -209,11 +209,13 @@ fn engine_for(signers: &[Signer]) -> (Engine, MemoryStore, MemoryMetrics) {
     assert_eq!(e.tick(&s, now_ms()), vec![0]);
     let answer = Answer {
         status: Some(200),
-        dispatch_status: None,
         body_size: doc.len(),
         body: Some(doc.as_bytes()),
+
+        ..Answer::default()
     };
-    e.fetch_done(&s, &m, now_ms(), 0, &answer).unwrap();
+    e.fetch_done(&s, &m, now_ms(), 0, Doc::Jwks, &answer)
+        .unwrap();
     assert_eq!(e.local_key_count(0), jwks.len());
     (e, s, m)
 }

@@ -25,6 +25,9 @@ is removed a few seconds after the last token signed with it was sent.
 Between rotations the JWKS is down for random stretches (503, or connections
 refused), each shorter than cache_ttl.
 
+The JWKS server counts the requests it receives; the run fails if they exceed
+what the filter's schedule allows (see fetch_bound).
+
 A wrong answer is a valid token refused (any non-200 for a token whose key was
 published when it was sent) or an invalid token accepted (any 200); a
 short-lived token is not judged within 1.5 s of exp + clock_skew. Envoy's
@@ -75,6 +78,19 @@ FILTER = {
     "clock_skew": 1,
 }
 SKEW = FILTER["clock_skew"]
+# The unknown-kid refresh budget (src/keys/kid_budget.rs).
+KID_BUDGET = 8
+
+
+def fetch_bound(seconds):
+    """The most JWKS requests the filter's schedule allows in `seconds`, all
+    workers together: rounds of at most retry_count + 1 attempts starting at
+    least min_refresh_interval apart (a fetch, or a rest after the last
+    retry), plus the unknown-kid budget and its refills (one per interval)."""
+    interval = max(FILTER["min_refresh_interval"], 1)
+    rounds = seconds / interval + 1
+    return int((FILTER["retry_count"] + 1) * rounds + KID_BUDGET + seconds / interval)
+
 # (kind, weight); "valid" is the only kind that must get 200
 KINDS = [("valid", 40), ("valid_fresh", 8), ("short_lived", 6), ("expired", 8),
          ("bad_signature", 8), ("wrong_issuer", 8), ("random_kid", 7), ("alg_confusion", 5),
@@ -429,6 +445,12 @@ class Soak:
         print("JWKS fetches    Envoy stats: %s success, %s failure; the JWKS server was asked "
               "%d times (%d good answers)" % (success, failure, self.jwks.count,
                                               len(self.jwks.good_answers)))
+        bound = fetch_bound(self.elapsed + 5)
+        print("fetch bound     %d requests the schedule allows in %.0f s (asked %d)"
+              % (bound, self.elapsed, self.jwks.count))
+        if self.jwks.count > bound:
+            failed.append("the JWKS was asked %d times, more than the schedule allows (%d)"
+                          % (self.jwks.count, bound))
         down = sum(s for _, s in self.outages)
         print("rotations       %d (every %.0f s)" % (self.rotations, a.rotate_every))
         print("outages         %d (%s), %.1f s down in total, longest %.1f s"

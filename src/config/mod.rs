@@ -29,7 +29,7 @@ use rules::{ClaimPaths, Requirements, Rule};
 
 pub use admin::AdminConfig;
 pub use error::ConfigError;
-pub use provider::{parse_jwks_uri, ClaimsPolicy, JwksUri, Provider};
+pub use provider::{parse_endpoint, ClaimsPolicy, Endpoint, Provider};
 
 /// Which token field selects the key.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -104,6 +104,8 @@ pub struct Config {
 pub const FIELDS: &[&str] = &[
     "jwks_uri",
     "jwks_upstream",
+    "discovery_uri",
+    "discovery_upstream",
     "cache_ttl",
     "header_names",
     "run_on_preflight",

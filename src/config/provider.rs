@@ -1,6 +1,6 @@
-//! Providers: one key source each (a JWKS endpoint and/or a static
-//! fallback key), its refresh timings, and the claims its tokens must
-//! satisfy. The flat form (fields at top level) is one provider named
+//! Providers: one key source each (a JWKS endpoint, an OpenID Provider
+//! metadata document that names one, and/or a static fallback key), its
+//! refresh timings, and the claims its tokens must satisfy. The flat form (fields at top level) is one provider named
 //! `default`.
 #![forbid(unsafe_code)]
 
@@ -13,9 +13,10 @@ use crate::config::fields::{describe, Fields};
 use crate::crypto::alg::AlgSet;
 use crate::crypto::key::{FallbackKey, KeyError};
 
-/// A parsed `jwks_uri`.
+/// A parsed `http(s)://authority/path` (`jwks_uri`, `discovery_uri`, or a
+/// `jwks_uri` read from discovery metadata).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct JwksUri {
+pub struct Endpoint {
     pub uri: String,
     pub scheme: String,
     /// `host[:port]` as written in the URI; sent as `:authority`.
@@ -39,14 +40,22 @@ pub struct ClaimsPolicy {
     pub max_token_age_s: Option<u64>,
 }
 
-/// One key source: a JWKS endpoint and/or a static fallback key.
+/// One key source: a JWKS endpoint (configured, or found by discovery)
+/// and/or a static fallback key.
 #[derive(Clone, Debug)]
 pub struct Provider {
     /// `default` for the flat single-provider form.
     pub name: String,
-    pub jwks: Option<JwksUri>,
-    /// Where the callout goes: an Envoy cluster name, or Kong's `host:port`.
+    /// The configured `jwks_uri`.
+    pub jwks: Option<Endpoint>,
+    /// Where the JWKS callout goes: an Envoy cluster name, or Kong's
+    /// `host:port`. Empty with discovery and no `jwks_upstream`: then the
+    /// authority of the discovered `jwks_uri`.
     pub upstream: String,
+    /// The OpenID Provider metadata URL, instead of `jwks_uri`.
+    pub discovery: Option<Endpoint>,
+    /// Where the metadata callout goes (default: its authority).
+    pub discovery_upstream: String,
     pub cache_ttl_s: u64,
     pub refresh_ahead_s: u64,
     pub timeout_ms: u64,
@@ -59,6 +68,23 @@ pub struct Provider {
     pub claims: ClaimsPolicy,
 }
 
+impl Provider {
+    /// The URI that names this provider's key set in shared data: the
+    /// `jwks_uri`, or the `discovery_uri`. `None` for a fallback key alone.
+    pub fn key_set_uri(&self) -> Option<&str> {
+        self.jwks
+            .as_ref()
+            .or(self.discovery.as_ref())
+            .map(|e| e.uri.as_str())
+    }
+
+    /// The seconds below which no scheduled fetch follows another:
+    /// `min_refresh_interval`, and never under one second.
+    pub fn min_interval_s(&self) -> u64 {
+        self.min_refresh_interval_s.max(1)
+    }
+}
+
 /// Fields that belong to a provider: at top level in the flat form, inside
 /// each entry of `providers` otherwise.
 pub const PROVIDER_FIELDS: &[&str] = &[
@@ -66,6 +92,8 @@ pub const PROVIDER_FIELDS: &[&str] = &[
     "audiences",
     "jwks_uri",
     "jwks_upstream",
+    "discovery_uri",
+    "discovery_upstream",
     "cache_ttl",
     "refresh_ahead_time",
     "timeout",
@@ -141,10 +169,19 @@ pub(crate) fn parse_providers(f: &Fields, allowed: AlgSet) -> Result<Vec<Provide
 }
 
 fn parse_provider(f: &Fields, allowed: AlgSet, name: String) -> Result<Provider, ConfigError> {
-    let jwks = match f.string("jwks_uri")? {
-        Some(uri) => Some(parse_jwks_uri(&uri).map_err(|e| f.err("jwks_uri", e.message))?),
-        None => None,
+    let endpoint = |field: &str| -> Result<Option<Endpoint>, ConfigError> {
+        match f.string(field)? {
+            Some(uri) => Ok(Some(
+                parse_endpoint(&uri).map_err(|e| f.err(field, e.message))?,
+            )),
+            None => Ok(None),
+        }
     };
+    let jwks = endpoint("jwks_uri")?;
+    let discovery = endpoint("discovery_uri")?;
+    if jwks.is_some() && discovery.is_some() {
+        return Err(f.err("discovery_uri", "set jwks_uri or discovery_uri, not both"));
+    }
     let fallback = match f.string("fallback_public_key")? {
         Some(pem) => Some(Arc::new(
             FallbackKey::from_pem(&pem, allowed)
@@ -152,23 +189,50 @@ fn parse_provider(f: &Fields, allowed: AlgSet, name: String) -> Result<Provider,
         )),
         None => None,
     };
-    if jwks.is_none() && fallback.is_none() {
+    if jwks.is_none() && discovery.is_none() && fallback.is_none() {
         return Err(f.err(
             "jwks_uri",
-            "required (or set fallback_public_key for a static key)",
+            "required (or set discovery_uri, or fallback_public_key for a static key)",
         ));
     }
-    let upstream = match f.string("jwks_upstream")? {
-        Some(u) if u.is_empty() => return Err(f.err("jwks_upstream", "must not be empty")),
+    let upstream_field = |field: &str| -> Result<Option<String>, ConfigError> {
+        match f.string(field)? {
+            Some(u) if u.is_empty() => Err(f.err(field, "must not be empty")),
+            other => Ok(other),
+        }
+    };
+    let upstream = match upstream_field("jwks_upstream")? {
         Some(u) => u,
         None => jwks
             .as_ref()
             .map(|j| j.authority.clone())
             .unwrap_or_default(),
     };
+    let discovery_upstream = match (upstream_field("discovery_upstream")?, &discovery) {
+        (Some(_), None) => {
+            return Err(f.err("discovery_upstream", "set only with discovery_uri"));
+        }
+        (Some(u), Some(_)) => u,
+        (None, d) => d.as_ref().map(|d| d.authority.clone()).unwrap_or_default(),
+    };
 
     let cache_ttl_s = f.count_in("cache_ttl", 3600, 1, 31 * 24 * 3600)?;
-    let refresh_ahead_s = f.count_in("refresh_ahead_time", 300, 0, 31 * 24 * 3600)?;
+    // Unset, the refresh starts 300 s before the end of cache_ttl, or
+    // halfway through a shorter one; set, it must leave the set fresh for a
+    // while (else it would be due the moment it arrives).
+    let refresh_ahead_s = match f.count("refresh_ahead_time")? {
+        None => (cache_ttl_s / 2).min(300),
+        Some(ahead) if ahead >= cache_ttl_s => {
+            return Err(f.err(
+                "refresh_ahead_time",
+                format!(
+                    "must be less than cache_ttl ({cache_ttl_s}), got {ahead}: the key set would be \
+                     due for a refresh as soon as it arrives"
+                ),
+            ));
+        }
+        Some(ahead) => ahead,
+    };
     let timeout_ms = f.count_in("timeout", 5000, 1, 600_000)?;
     let retry_count = f.count_in("retry_count", 3, 0, 20)? as u32;
     let retry_delay_ms = f.count_in("retry_delay", 1000, 0, 600_000)?;
@@ -179,6 +243,12 @@ fn parse_provider(f: &Fields, allowed: AlgSet, name: String) -> Result<Provider,
     let issuers = f.strings("issuers")?.unwrap_or_default();
     if issuers.iter().any(|s| s.is_empty()) {
         return Err(f.err("issuers", "must not contain empty strings"));
+    }
+    if discovery.is_some() && issuers.is_empty() {
+        return Err(f.err(
+            "issuers",
+            "required with discovery_uri: the metadata's issuer must be one of them",
+        ));
     }
     let audiences = f.strings("audiences")?.unwrap_or_default();
     if audiences.iter().any(|s| s.is_empty()) {
@@ -221,6 +291,8 @@ fn parse_provider(f: &Fields, allowed: AlgSet, name: String) -> Result<Provider,
         name,
         jwks,
         upstream,
+        discovery,
+        discovery_upstream,
         cache_ttl_s,
         refresh_ahead_s,
         timeout_ms,
@@ -235,7 +307,7 @@ fn parse_provider(f: &Fields, allowed: AlgSet, name: String) -> Result<Provider,
 }
 
 /// Parses `http(s)://authority/path?query`.
-pub fn parse_jwks_uri(uri: &str) -> Result<JwksUri, ConfigError> {
+pub fn parse_endpoint(uri: &str) -> Result<Endpoint, ConfigError> {
     let err = |m: &str| ConfigError::new("jwks_uri", format!("{m}: {uri:?}"));
     let (scheme, rest) = uri
         .split_once("://")
@@ -264,7 +336,7 @@ pub fn parse_jwks_uri(uri: &str) -> Result<JwksUri, ConfigError> {
     } else {
         path.to_string()
     };
-    Ok(JwksUri {
+    Ok(Endpoint {
         uri: uri.to_string(),
         scheme,
         authority: authority.to_string(),

@@ -207,17 +207,17 @@ fn admin_token_forms() {
 
 #[test]
 fn jwks_uri_parts() {
-    let u = parse_jwks_uri("http://127.0.0.1:8080/keys?x=1").unwrap();
+    let u = parse_endpoint("http://127.0.0.1:8080/keys?x=1").unwrap();
     assert_eq!(
         (u.scheme.as_str(), u.authority.as_str(), u.path.as_str()),
         ("http", "127.0.0.1:8080", "/keys?x=1")
     );
-    let u = parse_jwks_uri("HTTPS://idp.example").unwrap();
+    let u = parse_endpoint("HTTPS://idp.example").unwrap();
     assert_eq!((u.scheme.as_str(), u.path.as_str()), ("https", "/"));
-    let u = parse_jwks_uri("http://idp?x").unwrap();
+    let u = parse_endpoint("http://idp?x").unwrap();
     assert_eq!(u.path, "/?x");
-    assert!(parse_jwks_uri("http://user@idp/").is_err());
-    assert!(parse_jwks_uri("http://idp/a b").is_err());
+    assert!(parse_endpoint("http://user@idp/").is_err());
+    assert!(parse_endpoint("http://idp/a b").is_err());
 }
 
 #[test]
@@ -357,4 +357,68 @@ fn rules_and_requirements_are_validated() {
     assert_eq!(top(r#""rules":{}"#), "rules");
     let off = parse(r#"{"jwks_uri":"http://a/j","identity_property":null}"#).unwrap();
     assert_eq!(off.identity_property, None);
+}
+
+#[test]
+fn refresh_ahead_time_defaults_from_a_short_ttl_and_must_stay_below_it() {
+    let p = |json: &str| parse(json).unwrap().providers.remove(0);
+    assert_eq!(
+        p(r#"{"jwks_uri":"http://a/j","cache_ttl":300}"#).refresh_ahead_s,
+        150
+    );
+    assert_eq!(
+        p(r#"{"jwks_uri":"http://a/j","cache_ttl":1}"#).refresh_ahead_s,
+        0
+    );
+    assert_eq!(
+        p(r#"{"jwks_uri":"http://a/j","cache_ttl":3600}"#).refresh_ahead_s,
+        300
+    );
+    assert_eq!(
+        p(r#"{"jwks_uri":"http://a/j","cache_ttl":3600,"refresh_ahead_time":300}"#).refresh_ahead_s,
+        300,
+        "the seed's configuration"
+    );
+    let e =
+        parse(r#"{"jwks_uri":"http://a/j","cache_ttl":300,"refresh_ahead_time":300}"#).unwrap_err();
+    assert_eq!(e.field, "refresh_ahead_time");
+    assert!(e.message.contains("cache_ttl (300)"), "{e}");
+    let e =
+        parse(r#"{"providers":[{"name":"a","jwks_uri":"http://a/j","refresh_ahead_time":4000}]}"#)
+            .unwrap_err();
+    assert_eq!(e.field, "providers[0].refresh_ahead_time");
+}
+
+#[test]
+fn discovery_needs_issuers_and_excludes_jwks_uri() {
+    let c = parse(
+        r#"{"discovery_uri":"https://idp:8443/.well-known/openid-configuration","issuers":["https://idp"]}"#,
+    )
+    .unwrap();
+    let p = &c.providers[0];
+    assert_eq!(p.discovery_upstream, "idp:8443");
+    assert_eq!(
+        p.upstream, "",
+        "the discovered jwks_uri's authority, at run time"
+    );
+    assert_eq!(
+        p.key_set_uri(),
+        Some("https://idp:8443/.well-known/openid-configuration")
+    );
+    assert_eq!(
+        field_of(r#"{"discovery_uri":"https://idp/.well-known/openid-configuration"}"#),
+        "issuers"
+    );
+    assert_eq!(
+        field_of(r#"{"discovery_uri":"https://idp/x","jwks_uri":"https://idp/j","issuers":["i"]}"#),
+        "discovery_uri"
+    );
+    assert_eq!(
+        field_of(r#"{"jwks_uri":"https://idp/j","discovery_upstream":"idp:443"}"#),
+        "discovery_upstream"
+    );
+    assert_eq!(
+        field_of(r#"{"discovery_uri":"idp/x","issuers":["i"]}"#),
+        "discovery_uri"
+    );
 }

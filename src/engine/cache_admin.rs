@@ -5,7 +5,7 @@
 use serde_json::{json, Value};
 
 use crate::engine::{Engine, Runtime};
-use crate::keys::{layout, refresh};
+use crate::keys::{kid_budget, layout, refresh};
 use crate::store::{SharedStore, StoreError};
 
 impl Engine {
@@ -38,8 +38,34 @@ impl Engine {
                     json!(ms / 1000)
                 }
             };
+            let budget = {
+                let mut st = st.clone();
+                p.key_set_uri()
+                    .map(|_| kid_budget::refill(&mut st, p, now_ms))
+            };
+            let d = &st.discovery;
+            let discovery = p.discovery.as_ref().map(|e| {
+                json!({
+                    "discovery_uri": e.uri,
+                    "upstream": p.discovery_upstream,
+                    "issuer": d.issuer,
+                    "jwks_uri": d.jwks_uri,
+                    "fetched_at": secs(d.fetched_at_ms),
+                    "fresh_until": secs(d.fresh_until_ms),
+                    "last_error": d.last_error,
+                })
+            });
+            let jwks_uri = match &p.jwks {
+                Some(j) => Some(j.uri.clone()),
+                None => d.jwks_uri.clone(),
+            };
+            let next_refresh = if st.cleared || !st.has_keys() {
+                Value::Null
+            } else {
+                secs(st.refresh_at_ms.max(st.next_attempt_ms))
+            };
             providers.push(json!({
-                "jwks_uri": p.jwks.as_ref().map(|j| j.uri.clone()),
+                "jwks_uri": jwks_uri,
                 "upstream": p.upstream,
                 "keys_count": rec.keys.len(),
                 "kids": kids,
@@ -48,14 +74,23 @@ impl Engine {
                 "expires_at": secs(st.expires_at_ms),
                 "stale": st.has_keys() && now_ms >= st.expires_at_ms,
                 "refreshing": st.lease_held(now_ms),
+                "next_refresh_at": next_refresh,
                 "next_attempt_at": secs(st.next_attempt_ms),
+                "freshness": st.has_keys().then_some(st.fresh_s),
+                "freshness_from": st.has_keys().then_some(st.fresh_from.as_str()),
+                "etag": st.etag,
+                "last_modified": st.last_modified,
                 "fetch_success": st.fetch_success,
                 "fetch_failure": st.fetch_failure,
+                "not_modified": st.not_modified,
+                "unknown_kid_refreshes_left": budget,
+                "kids_proved_absent": st.absent_kids.iter().filter(|a| a.until_ms > now_ms).count(),
                 "last_error": st.last_error,
                 "last_error_at": secs(st.last_error_at_ms),
                 "skipped_keys": st.skipped,
                 "fallback_key": p.fallback.is_some(),
                 "cache_ttl": p.cache_ttl_s,
+                "discovery": discovery,
             }));
         }
         json!({

@@ -9,7 +9,7 @@ use crate::engine::verdict::{Callout, Verdict};
 use crate::engine::{Engine, Runtime};
 use crate::keys::jwks;
 use crate::keys::layout;
-use crate::keys::refresh::{self, Acquire, Answer, Trigger};
+use crate::keys::refresh::{self, Acquire, Answer, Doc, Trigger};
 use crate::metrics::{Metric, Metrics};
 use crate::store::{SharedStore, StoreError};
 
@@ -137,13 +137,17 @@ impl Engine {
         due
     }
 
-    /// The callout to send for a provider.
-    pub fn callout(&self, idx: usize) -> Option<Callout> {
+    /// The callout to send for a provider (read from the shared state: the
+    /// metadata when it is due, else the JWKS, with the set's validators).
+    pub fn callout(&self, store: &dyn SharedStore, idx: usize, now_ms: u64) -> Option<Callout> {
         let p = self.cfg.providers.get(idx)?;
-        p.jwks.as_ref()?;
+        let names = self.providers.get(idx)?.names.as_ref()?;
+        let state = layout::read_state(store, names).unwrap_or_default();
+        let r = refresh::next_request(p, &state, now_ms)?;
         Some(Callout {
-            upstream: p.upstream.clone(),
-            headers: refresh::request_headers(p),
+            doc: r.doc,
+            upstream: r.upstream,
+            headers: r.headers,
             timeout_ms: p.timeout_ms,
         })
     }
@@ -156,40 +160,62 @@ impl Engine {
             .is_some_and(|p| refresh::body_allowed(p, size))
     }
 
-    /// Records a callout's answer.
+    /// Records a callout's answer. When the outcome asks for a follow-up
+    /// (good metadata), the caller sends the JWKS callout next.
     pub fn fetch_done(
         &mut self,
         store: &dyn SharedStore,
         metrics: &dyn Metrics,
         now_ms: u64,
         idx: usize,
+        doc: Doc,
         answer: &Answer,
     ) -> Option<refresh::Outcome> {
         let allowed = self.cfg.allowed_algorithms;
         let p = self.cfg.providers.get(idx)?;
         let names = self.providers.get(idx)?.names.as_ref()?;
-        let result = refresh::evaluate(answer, p, allowed);
-        let outcome = match refresh::complete(store, names, p, &self.owner, now_ms, result) {
+        let stored = match doc {
+            Doc::Jwks => {
+                let result = refresh::evaluate(answer, p, allowed);
+                refresh::complete(store, names, p, &self.owner, now_ms, answer, result)
+            }
+            Doc::Discovery => {
+                refresh::complete_discovery(store, names, p, &self.owner, now_ms, answer)
+            }
+        };
+        let outcome = match stored {
             Ok(o) => o,
             Err(e) => {
-                log::error!("jwt_jwks: storing JWKS fetch result failed: {e}");
+                log::error!("jwt_jwks: storing a fetch result failed: {e}");
                 return None;
             }
         };
+        let from = p.key_set_uri().unwrap_or_default();
         match &outcome {
             refresh::Outcome::Stored { keys, skipped, .. } => {
                 metrics.incr(Metric::FetchSuccess);
-                log::info!(
-                    "jwt_jwks: JWKS fetched from {}: {keys} keys ({skipped} skipped)",
-                    p.upstream
+                log::info!("jwt_jwks: JWKS fetched for {from}: {keys} keys ({skipped} skipped)");
+            }
+            refresh::Outcome::NotModified { .. } => {
+                metrics.incr(Metric::FetchSuccess);
+                metrics.incr(Metric::NotModified);
+            }
+            refresh::Outcome::Discovered { jwks_uri } => {
+                log::debug!("jwt_jwks: discovery for {from}: jwks_uri {jwks_uri}");
+            }
+            refresh::Outcome::DiscoveryFailedKept(e) => {
+                metrics.incr(Metric::DiscoveryFailure);
+                log::warn!(
+                    "jwt_jwks: discovery fetch from {from} failed: {e}; fetching the keys from \
+                     the jwks_uri it named before"
                 );
             }
             refresh::Outcome::Failed(e) => {
                 metrics.incr(Metric::FetchFailure);
-                log::warn!(
-                    "jwt_jwks: JWKS fetch from {} failed: {e}; keeping the current keys",
-                    p.upstream
-                );
+                if doc == Doc::Discovery {
+                    metrics.incr(Metric::DiscoveryFailure);
+                }
+                log::warn!("jwt_jwks: fetch for {from} failed: {e}; keeping the current keys");
             }
         }
         let _ = self.sync(store, idx);
@@ -210,9 +236,12 @@ impl Engine {
             names: Some(names), ..
         }) = self.providers.get(idx)
         {
-            let error = format!("JWKS callout could not be sent: {why}");
+            let error = format!("callout could not be sent: {why}");
             log::warn!("jwt_jwks: {error}");
-            if let Err(e) = refresh::abandon(store, names, &self.owner, now_ms, &error) {
+            let Some(p) = self.cfg.providers.get(idx) else {
+                return;
+            };
+            if let Err(e) = refresh::abandon(store, names, p, &self.owner, now_ms, &error) {
                 log::warn!("jwt_jwks: releasing the refresh lease: {e}");
             }
         }

@@ -78,7 +78,7 @@ impl Engine {
             .providers
             .iter()
             .map(|p| Runtime {
-                names: p.jwks.as_ref().map(|j| Names::for_uri(&j.uri)),
+                names: p.key_set_uri().map(Names::for_uri),
                 gen: 0,
                 next: String::new(),
                 loaded: false,

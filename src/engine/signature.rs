@@ -62,7 +62,7 @@ impl Engine {
             if let Some(fb) = &provider.fallback {
                 return check(&fb.key);
             }
-            if !may_wait || provider.jwks.is_none() {
+            if !may_wait || provider.key_set_uri().is_none() {
                 return Err(Refusal::KeysUnavailable);
             }
             return self
@@ -85,7 +85,8 @@ impl Engine {
                     if !may_wait {
                         return Err(Refusal::UnknownKid);
                     }
-                    self.refresh(store, idx, now_ms, Trigger::UnknownKid, Refusal::UnknownKid)
+                    let trigger = Trigger::UnknownKid(Some(kid));
+                    self.refresh(store, idx, now_ms, trigger, Refusal::UnknownKid)
                         .map(Some)
                 }
             };
@@ -117,7 +118,7 @@ impl Engine {
         if !may_wait {
             return Err(refusal);
         }
-        self.refresh(store, idx, now_ms, Trigger::UnknownKid, refusal)
+        self.refresh(store, idx, now_ms, Trigger::UnknownKid(None), refusal)
             .map(Some)
     }
 }

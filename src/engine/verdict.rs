@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 use crate::authz::refusal::Refusal;
+use crate::keys::refresh::Doc;
 use crate::token::find::Source;
 
 /// What to do with a request.
@@ -49,9 +50,10 @@ pub struct Pending {
     pub gen: u64,
 }
 
-/// A JWKS callout to send.
+/// A callout to send: the JWKS, or the OpenID Provider metadata.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Callout {
+    pub doc: Doc,
     /// Envoy cluster name, or Kong `host:port`.
     pub upstream: String,
     pub headers: Vec<(String, String)>,

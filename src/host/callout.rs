@@ -11,17 +11,22 @@ use proxy_wasm::types::{BufferType, MapType};
 use crate::engine::Engine;
 use crate::host::clock::now_ms;
 use crate::host::store::HostStore;
-use crate::keys::refresh::Answer;
-use crate::metrics::Metrics;
+use crate::keys::freshness::CacheHeaders;
+use crate::keys::refresh::{Answer, Doc};
+use crate::metrics::{Metric, Metrics};
 
-/// Sends the JWKS callout for `idx` from the calling context.
+/// A callout in flight: its token, the provider, the document.
+pub(crate) type Sent = (u32, usize, Doc);
+
+/// Sends the next callout for `idx` (the metadata when due, else the
+/// JWKS) from the calling context.
 pub(crate) fn dispatch(
     ctx: &dyn Context,
     engine: &mut Engine,
     m: &dyn Metrics,
     idx: usize,
-) -> Option<u32> {
-    let c = engine.callout(idx)?;
+) -> Option<Sent> {
+    let c = engine.callout(&HostStore, idx, now_ms())?;
     let (upstream, timeout_ms) = (c.upstream.as_str(), c.timeout_ms);
     let headers: Vec<(&str, &str)> = c
         .headers
@@ -35,7 +40,13 @@ pub(crate) fn dispatch(
         vec![],
         Duration::from_millis(timeout_ms),
     ) {
-        Ok(token) => Some(token),
+        Ok(token) => {
+            m.incr(match c.doc {
+                Doc::Jwks => Metric::FetchSent,
+                Doc::Discovery => Metric::DiscoverySent,
+            });
+            Some((token, idx, c.doc))
+        }
         Err(e) => {
             engine.fetch_not_sent(
                 &HostStore,
@@ -61,13 +72,15 @@ fn answer_header(name: &str) -> Option<String> {
 /// callout that failed after it started (reset mid-body, oversized answer)
 /// arrives with no headers: then no header map exists, and Envoy answers
 /// a read with a status the SDK would panic on, so none is read.
+/// Returns the follow-up callout it sent (the JWKS after good metadata).
 pub(crate) fn read_answer(
+    ctx: &dyn Context,
     engine: &mut Engine,
     m: &dyn Metrics,
-    idx: usize,
+    (idx, doc): (usize, Doc),
     num_headers: usize,
     body_size: usize,
-) {
+) -> Option<Sent> {
     let (status, dispatch_status) = if num_headers == 0 {
         // ngx_wasm_module reports a failed callout with no headers but a
         // readable `:dispatch_status`; on Envoy reading it makes the SDK
@@ -89,11 +102,31 @@ pub(crate) fn read_answer(
     } else {
         None
     };
+    let header = |name: &str| {
+        if num_headers == 0 {
+            None
+        } else {
+            answer_header(name)
+        }
+    };
     let answer = Answer {
         status,
         dispatch_status,
         body_size,
         body: body.as_deref(),
+        cache: CacheHeaders {
+            cache_control: header("cache-control"),
+            expires: header("expires"),
+            date: header("date"),
+            age: header("age"),
+        },
+        etag: header("etag"),
+        last_modified: header("last-modified"),
     };
-    engine.fetch_done(&HostStore, m, now_ms(), idx, &answer);
+    let outcome = engine.fetch_done(&HostStore, m, now_ms(), idx, doc, &answer)?;
+    if outcome.follow_up() {
+        dispatch(ctx, engine, m, idx)
+    } else {
+        None
+    }
 }

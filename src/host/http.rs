@@ -14,7 +14,7 @@ use crate::authz::refusal::Refusal;
 use crate::authz::rules;
 use crate::config::rules::AuthMode;
 use crate::engine::{Engine, Pending, Verdict};
-use crate::host::callout::{dispatch, read_answer};
+use crate::host::callout::{dispatch, read_answer, Sent};
 use crate::host::clock::now_ms;
 use crate::host::conclude::{conclude, finish_waiters};
 use crate::host::headers::{self, request_header_map, text};
@@ -31,8 +31,8 @@ pub(crate) struct Http {
     id: u32,
     engine: Rc<RefCell<Engine>>,
     metrics: Rc<HostMetrics>,
-    /// JWKS callouts this request sent: (token, provider).
-    callouts: Vec<(u32, usize)>,
+    /// Callouts this request sent: (token, provider, document).
+    callouts: Vec<Sent>,
 }
 
 impl Http {
@@ -193,7 +193,7 @@ impl Http {
         m.incr(Metric::Paused);
         if send_it {
             match dispatch(self, &mut e, m.as_ref(), provider) {
-                Some(token) => self.callouts.push((token, provider)),
+                Some(sent) => self.callouts.push(sent),
                 None if !e.shared_wake() => {
                     // No callout, so nothing would ever resume this request.
                     if let Some(w) = e.take_waiter(self.id) {
@@ -223,16 +223,23 @@ impl Context for Http {
         body_size: usize,
         _trailers: usize,
     ) {
-        let Some(pos) = self.callouts.iter().position(|(t, _)| *t == token_id) else {
+        let Some(pos) = self.callouts.iter().position(|(t, _, _)| *t == token_id) else {
             return;
         };
-        let (_, idx) = self.callouts.swap_remove(pos);
+        let (_, idx, doc) = self.callouts.swap_remove(pos);
         let engine = self.engine.clone();
         let Ok(mut e) = engine.try_borrow_mut() else {
             return;
         };
         let m = self.metrics.clone();
-        read_answer(&mut e, m.as_ref(), idx, num_headers, body_size);
+        let next = read_answer(self, &mut e, m.as_ref(), (idx, doc), num_headers, body_size);
+        if let Some(sent) = next {
+            // The JWKS callout follows the metadata: its answer decides.
+            self.callouts.push(sent);
+            if !e.shared_wake() {
+                return;
+            }
+        }
         if !e.shared_wake() {
             // Only this request can be resumed from here: decide it now.
             if let Some(w) = e.take_waiter(self.id) {
@@ -244,8 +251,8 @@ impl Context for Http {
         let (finals, to_send) = e.review_waiters(&HostStore, m.as_ref(), now_ms());
         finish_waiters(&e, m.as_ref(), finals, self.id);
         for idx in to_send {
-            if let Some(token) = dispatch(self, &mut e, m.as_ref(), idx) {
-                self.callouts.push((token, idx));
+            if let Some(sent) = dispatch(self, &mut e, m.as_ref(), idx) {
+                self.callouts.push(sent);
             }
         }
     }

@@ -19,6 +19,7 @@ use crate::host::conclude::finish_waiters;
 use crate::host::http::Http;
 use crate::host::metrics::HostMetrics;
 use crate::host::store::HostStore;
+use crate::keys::refresh::Doc;
 
 /// How often the root context checks refreshes and paused requests.
 const TICK: Duration = Duration::from_millis(100);
@@ -27,8 +28,8 @@ pub(crate) struct Root {
     id: u32,
     engine: Option<Rc<RefCell<Engine>>>,
     metrics: Rc<HostMetrics>,
-    /// Callouts sent by the root context: token -> provider.
-    callouts: HashMap<u32, usize>,
+    /// Callouts sent by the root context: token -> (provider, document).
+    callouts: HashMap<u32, (usize, Doc)>,
     tick_set: bool,
 }
 
@@ -56,8 +57,8 @@ impl Root {
         let (finals, to_send) = e.review_waiters(&HostStore, m.as_ref(), now_ms());
         finish_waiters(&e, m.as_ref(), finals, self.id);
         for idx in to_send {
-            if let Some(token) = dispatch(self, &mut e, m.as_ref(), idx) {
-                self.callouts.insert(token, idx);
+            if let Some((token, idx, doc)) = dispatch(self, &mut e, m.as_ref(), idx) {
+                self.callouts.insert(token, (idx, doc));
             }
         }
     }
@@ -71,12 +72,16 @@ impl Context for Root {
         body_size: usize,
         _trailers: usize,
     ) {
-        let Some(idx) = self.callouts.remove(&token_id) else {
+        let Some(sent) = self.callouts.remove(&token_id) else {
             return;
         };
         if let Some(engine) = self.engine.clone() {
             if let Ok(mut e) = engine.try_borrow_mut() {
-                read_answer(&mut e, self.metrics.as_ref(), idx, num_headers, body_size);
+                let m = self.metrics.clone();
+                let next = read_answer(self, &mut e, m.as_ref(), sent, num_headers, body_size);
+                if let Some((token, idx, doc)) = next {
+                    self.callouts.insert(token, (idx, doc));
+                }
             }
         }
         self.review();
@@ -133,8 +138,9 @@ impl RootContext for Root {
             };
             let due = e.tick(&HostStore, now_ms());
             for idx in due {
-                if let Some(token) = dispatch(self, &mut e, self.metrics.as_ref(), idx) {
-                    self.callouts.insert(token, idx);
+                if let Some((token, idx, doc)) = dispatch(self, &mut e, self.metrics.as_ref(), idx)
+                {
+                    self.callouts.insert(token, (idx, doc));
                 }
             }
         }

@@ -70,19 +70,59 @@ pub struct FetchState {
     /// there is none (cold start or after a clear).
     pub fetched_at_ms: u64,
     pub expires_at_ms: u64,
+    /// When the next scheduled fetch is due (see `keys::freshness`).
+    pub refresh_at_ms: u64,
+    /// The freshness of the current set in seconds, and what set it.
+    pub fresh_s: u64,
+    pub fresh_from: String,
+    /// The current set's validators, sent back as `If-None-Match` and
+    /// `If-Modified-Since`.
+    pub etag: Option<String>,
+    pub last_modified: Option<String>,
     /// Retry bookkeeping.
     pub next_attempt_ms: u64,
     pub attempt: u32,
-    /// When an unknown `kid` last triggered a refresh.
-    pub last_kid_refresh_ms: u64,
+    /// The unknown-`kid` refresh budget and the `kid`s proved absent (see
+    /// `keys::kid_budget`).
+    pub kid_tokens: u32,
+    pub kid_refill_ms: u64,
+    pub asked_kids: Vec<String>,
+    pub absent_kids: Vec<AbsentKid>,
     pub fetch_success: u64,
     pub fetch_failure: u64,
+    /// Answers `304 Not Modified` (counted in `fetch_success` too).
+    pub not_modified: u64,
     pub last_error: Option<String>,
     pub last_error_at_ms: u64,
     pub skipped: Vec<SkippedKey>,
     /// Set by an admin clear: no scheduled refetch until a request needs
     /// keys (the next request fetches, as on a cold start).
     pub cleared: bool,
+    /// OpenID Provider metadata, for a provider with `discovery_uri`.
+    pub discovery: DiscoveryState,
+}
+
+/// A `kid` a refresh proved absent, until when.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AbsentKid {
+    pub tag: String,
+    pub until_ms: u64,
+}
+
+/// What the last metadata fetch found.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DiscoveryState {
+    /// The `jwks_uri` it named (kept when a later fetch fails).
+    pub jwks_uri: Option<String>,
+    pub issuer: Option<String>,
+    pub introspection_endpoint: Option<String>,
+    pub fetched_at_ms: u64,
+    /// Fetched again with the keys once this has passed.
+    pub fresh_until_ms: u64,
+    pub etag: Option<String>,
+    pub last_modified: Option<String>,
+    pub last_error: Option<String>,
 }
 
 impl FetchState {

@@ -1,26 +1,30 @@
-//! The JWKS refresh state machine: who fetches (a lease taken by
+//! The key-set refresh state machine: who fetches (a lease taken by
 //! compare-and-swap, with an expiry so a dead holder blocks nobody for
-//! long), when (cold start, ahead of expiry, retries with doubling delay,
-//! unknown `kid` at most once per `min_refresh_interval`), and what a
-//! callout's answer does to the shared key set (a bad answer never evicts
-//! good keys).
+//! long), when (cold start, the schedule of `freshness`, retries with
+//! doubling delay, unknown `kid`s within `kid_budget`), what is fetched
+//! (the OpenID Provider metadata first when it is due, then the JWKS, with
+//! the validators of the current set), and what an answer does to the
+//! shared key set (a bad answer never evicts good keys; `304 Not Modified`
+//! keeps the set and its generation).
 #![forbid(unsafe_code)]
 
-use crate::config::Provider;
+use crate::config::{parse_endpoint, Endpoint, Provider};
 use crate::crypto::alg::AlgSet;
-use crate::keys::jwks;
+use crate::keys::freshness::{self, CacheHeaders};
 use crate::keys::layout::{self, FetchState, Names, SkippedKey};
+use crate::keys::{discovery, jwks, kid_budget};
 use crate::store::{SharedStore, StoreError};
 
 /// Why a refresh is wanted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Trigger {
-    /// The periodic check (cold start, or `refresh_ahead_time` before expiry).
+pub enum Trigger<'a> {
+    /// The periodic check (cold start, or the scheduled refresh).
     Scheduled,
     /// A request found no key at all and waits.
     Cold,
-    /// A request carries a `kid` the set does not have.
-    UnknownKid,
+    /// A request carries a `kid` the set does not have (`None`: a token
+    /// without `kid` that no key verified).
+    UnknownKid(Option<&'a str>),
 }
 
 /// The answer to "may I fetch now?".
@@ -32,12 +36,18 @@ pub enum Acquire {
     Busy,
     /// Nothing to do yet (keys fresh, or a retry delay is running).
     NotDue,
-    /// An unknown-`kid` refresh happened less than `min_refresh_interval` ago.
+    /// The unknown-`kid` budget is spent.
     RateLimited,
+    /// A refresh proved this `kid` absent less than an interval ago.
+    KnownAbsent,
 }
 
 /// Extra time a lease lives beyond the callout timeout.
 const LEASE_MARGIN_MS: u64 = 1000;
+
+/// No two attempts of the schedule (a first fetch and its retries) start
+/// closer than this, whatever `retry_delay` says.
+pub const MIN_RETRY_DELAY_MS: u64 = 1000;
 
 /// Tries to take the refresh lease for `trigger`.
 pub fn try_acquire(
@@ -48,33 +58,51 @@ pub fn try_acquire(
     now_ms: u64,
     trigger: Trigger,
 ) -> Result<Acquire, StoreError> {
+    let tag = match trigger {
+        Trigger::UnknownKid(Some(kid)) => Some(kid_budget::tag(kid)),
+        _ => None,
+    };
     let mut answer = Acquire::NotDue;
     layout::update_state(store, names, |s| {
+        if let Some(t) = &tag {
+            if kid_budget::is_absent(s, t, now_ms) {
+                answer = Acquire::KnownAbsent;
+                return false;
+            }
+        }
         if s.lease_held(now_ms) {
             answer = Acquire::Busy;
-            return false;
+            // The fetch under way settles whether this kid exists.
+            return match &tag {
+                Some(t) if !s.asked_kids.contains(t) => {
+                    kid_budget::note_asked(s, t);
+                    true
+                }
+                _ => false,
+            };
         }
         let due = match trigger {
             Trigger::Scheduled => {
                 !s.cleared
-                    && (!s.has_keys() || now_ms + p.refresh_ahead_s * 1000 >= s.expires_at_ms)
+                    && (!s.has_keys() || now_ms >= s.refresh_at_ms)
                     && now_ms >= s.next_attempt_ms
             }
             Trigger::Cold => now_ms >= s.next_attempt_ms,
-            Trigger::UnknownKid => {
-                let limited = s.last_kid_refresh_ms != 0
-                    && now_ms < s.last_kid_refresh_ms + p.min_refresh_interval_s * 1000;
-                if limited {
+            Trigger::UnknownKid(_) => {
+                if !kid_budget::take(s, p, now_ms) {
                     answer = Acquire::RateLimited;
                     return false;
                 }
-                s.last_kid_refresh_ms = now_ms;
                 true
             }
         };
         if !due {
             answer = Acquire::NotDue;
             return false;
+        }
+        s.asked_kids.clear();
+        if let Some(t) = &tag {
+            kid_budget::note_asked(s, t);
         }
         s.lease_owner = owner.to_string();
         s.lease_until_ms = now_ms + p.timeout_ms + LEASE_MARGIN_MS;
@@ -88,21 +116,107 @@ pub fn try_acquire(
 pub fn abandon(
     store: &dyn SharedStore,
     names: &Names,
+    p: &Provider,
     owner: &str,
     now_ms: u64,
     error: &str,
 ) -> Result<(), StoreError> {
     layout::update_state(store, names, |s| {
-        if s.lease_owner == owner {
-            s.lease_owner.clear();
-            s.lease_until_ms = 0;
-        }
-        s.fetch_failure += 1;
-        s.last_error = Some(error.to_string());
-        s.last_error_at_ms = now_ms;
+        fail(s, p, owner, now_ms, error);
         true
     })?;
     Ok(())
+}
+
+/// Which document a callout fetches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Doc {
+    /// The OpenID Provider metadata (`discovery_uri`).
+    Discovery,
+    /// The JWKS.
+    Jwks,
+}
+
+/// A callout to send: where, and its request headers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    pub doc: Doc,
+    /// Envoy cluster name, or Kong `host:port`.
+    pub upstream: String,
+    pub headers: Vec<(String, String)>,
+}
+
+/// The JWKS endpoint: configured, or named by the last good metadata.
+fn jwks_endpoint(p: &Provider, s: &FetchState) -> Option<Endpoint> {
+    match &p.jwks {
+        Some(e) => Some(e.clone()),
+        None => parse_endpoint(s.discovery.jwks_uri.as_deref()?).ok(),
+    }
+}
+
+/// The callout the lease holder sends next: the metadata when the provider
+/// uses discovery and it is missing or due, else the JWKS. `None` for a
+/// provider with nothing to fetch.
+pub fn next_request(p: &Provider, s: &FetchState, now_ms: u64) -> Option<Request> {
+    let metadata_due = s.discovery.jwks_uri.is_none() || now_ms >= s.discovery.fresh_until_ms;
+    if let (Some(d), true) = (&p.discovery, metadata_due) {
+        let known = s.discovery.jwks_uri.is_some();
+        return Some(Request {
+            doc: Doc::Discovery,
+            upstream: p.discovery_upstream.clone(),
+            headers: headers(
+                d,
+                "application/json",
+                known.then_some(&s.discovery.etag).and_then(Option::as_ref),
+                known
+                    .then_some(&s.discovery.last_modified)
+                    .and_then(Option::as_ref),
+            ),
+        });
+    }
+    let e = jwks_endpoint(p, s)?;
+    // Validators only for a set this host still holds (not after a clear).
+    let cached = s.has_keys() && !s.cleared;
+    Some(Request {
+        doc: Doc::Jwks,
+        upstream: if p.upstream.is_empty() {
+            e.authority.clone()
+        } else {
+            p.upstream.clone()
+        },
+        headers: headers(
+            &e,
+            "application/jwk-set+json, application/json",
+            cached.then_some(&s.etag).and_then(Option::as_ref),
+            cached.then_some(&s.last_modified).and_then(Option::as_ref),
+        ),
+    })
+}
+
+fn headers(
+    e: &Endpoint,
+    accept: &str,
+    etag: Option<&String>,
+    last_modified: Option<&String>,
+) -> Vec<(String, String)> {
+    let mut h: Vec<(String, String)> = vec![
+        (":method".into(), "GET".into()),
+        (":path".into(), e.path.clone()),
+        (":authority".into(), e.authority.clone()),
+        (":scheme".into(), e.scheme.clone()),
+        ("accept".into(), accept.into()),
+        (
+            "user-agent".into(),
+            concat!("jwt-jwks/", env!("CARGO_PKG_VERSION")).into(),
+        ),
+    ];
+    if let Some(v) = etag {
+        h.push(("if-none-match".into(), v.clone()));
+    }
+    if let Some(v) = last_modified {
+        h.push(("if-modified-since".into(), v.clone()));
+    }
+    h
 }
 
 /// What came back from the callout, as the host reported it.
@@ -115,6 +229,9 @@ pub struct Answer<'a> {
     pub body_size: usize,
     /// The body, only read when `body_size` is within the limit.
     pub body: Option<&'a [u8]>,
+    pub cache: CacheHeaders,
+    pub etag: Option<String>,
+    pub last_modified: Option<String>,
 }
 
 /// The outcome of one fetch, for logs, metrics and waiters.
@@ -126,7 +243,35 @@ pub enum Outcome {
         keys: usize,
         skipped: usize,
     },
+    /// `304 Not Modified`: the set, its generation and its tables stay.
+    NotModified {
+        gen: u64,
+    },
+    /// Good metadata: the JWKS callout comes next (the lease is kept).
+    Discovered {
+        jwks_uri: String,
+    },
+    /// Metadata that could not be used while an earlier `jwks_uri` is
+    /// known: the JWKS is fetched from that one (the lease is kept).
+    DiscoveryFailedKept(String),
     Failed(String),
+}
+
+impl Outcome {
+    /// Whether the lease holder must now send the JWKS callout.
+    pub fn follow_up(&self) -> bool {
+        matches!(
+            self,
+            Outcome::Discovered { .. } | Outcome::DiscoveryFailedKept(_)
+        )
+    }
+}
+
+/// What a good answer held.
+#[derive(Debug)]
+pub enum Fetched {
+    Keys(jwks::Parsed),
+    NotModified,
 }
 
 /// Whether a body of `size` bytes may be copied into the VM.
@@ -134,48 +279,84 @@ pub fn body_allowed(p: &Provider, size: usize) -> bool {
     size <= p.max_jwks_size
 }
 
-/// Checks an answer and turns it into keys or an error.
-pub fn evaluate(answer: &Answer, p: &Provider, allowed: AlgSet) -> Result<jwks::Parsed, String> {
+fn check_status(answer: &Answer, p: &Provider, what: &str) -> Result<bool, String> {
     let Some(status) = answer.status else {
         return Err(match &answer.dispatch_status {
-            Some(d) if !d.is_empty() => format!("JWKS callout failed: {d}"),
-            _ => "JWKS callout failed (no response: unreachable, reset or timed out)".to_string(),
+            Some(d) if !d.is_empty() => format!("{what} callout failed: {d}"),
+            _ => format!("{what} callout failed (no response: unreachable, reset or timed out)"),
         });
     };
+    if status == 304 {
+        return Ok(false);
+    }
     if status != 200 {
-        return Err(format!("JWKS endpoint answered HTTP {status}"));
+        return Err(format!("{what} endpoint answered HTTP {status}"));
     }
     if !body_allowed(p, answer.body_size) {
         return Err(format!(
-            "JWKS body of {} bytes is over max_jwks_size ({})",
+            "{what} body of {} bytes is over max_jwks_size ({})",
             answer.body_size, p.max_jwks_size
         ));
     }
-    let body = answer.body.unwrap_or_default();
-    jwks::parse(body, allowed, p.max_cache_size).map_err(|e| e.to_string())
+    Ok(true)
 }
 
-/// Records a fetch's result in shared data. Good keys replace the set (only
-/// if they differ, so unchanged keys cost no re-parse anywhere); an error
-/// leaves the set as it is and schedules the next attempt.
+/// Checks a JWKS answer and turns it into keys, a 304, or an error.
+pub fn evaluate(answer: &Answer, p: &Provider, allowed: AlgSet) -> Result<Fetched, String> {
+    if !check_status(answer, p, "JWKS")? {
+        return Ok(Fetched::NotModified);
+    }
+    let body = answer.body.unwrap_or_default();
+    jwks::parse(body, allowed, p.max_cache_size)
+        .map(Fetched::Keys)
+        .map_err(|e| e.to_string())
+}
+
+/// Records a JWKS fetch's result in shared data. Good keys replace the set
+/// (only if they differ, so unchanged keys cost no re-parse anywhere); a 304
+/// extends the current set; an error leaves the set as it is and schedules
+/// the next attempt.
 pub fn complete(
     store: &dyn SharedStore,
     names: &Names,
     p: &Provider,
     owner: &str,
     now_ms: u64,
-    result: Result<jwks::Parsed, String>,
+    answer: &Answer,
+    result: Result<Fetched, String>,
 ) -> Result<Outcome, StoreError> {
-    match result {
-        Ok(parsed) => {
+    let current = layout::read_keys(store, names)?;
+    let result = match result {
+        Ok(Fetched::NotModified) if current.keys.is_empty() => {
+            Err("JWKS endpoint answered 304 but this host holds no key set".to_string())
+        }
+        other => other,
+    };
+    let parsed = match result {
+        Ok(f) => f,
+        Err(error) => {
+            layout::update_state(store, names, |s| {
+                fail(s, p, owner, now_ms, &error);
+                true
+            })?;
+            return Ok(Outcome::Failed(error));
+        }
+    };
+    let (outcome, present, skipped) = match &parsed {
+        Fetched::Keys(parsed) => {
             let docs: Vec<serde_json::Value> =
                 parsed.set.entries.iter().map(|e| e.jwk.clone()).collect();
-            let current = layout::read_keys(store, names)?;
             let gen = if current.keys == docs && current.gen != 0 {
                 current.gen
             } else {
                 layout::write_keys(store, names, docs)?
             };
+            let present: Vec<String> = parsed
+                .set
+                .entries
+                .iter()
+                .filter_map(|e| e.kid.as_deref().map(kid_budget::tag))
+                .collect();
             let skipped: Vec<SkippedKey> = parsed
                 .skipped
                 .iter()
@@ -185,42 +366,147 @@ pub fn complete(
                     reason: s.reason.clone(),
                 })
                 .collect();
-            layout::update_state(store, names, |s| {
-                release(s, owner);
-                s.fetched_at_ms = now_ms;
-                s.expires_at_ms = now_ms + p.cache_ttl_s * 1000;
-                s.attempt = 0;
-                s.next_attempt_ms = 0;
-                s.fetch_success += 1;
-                s.skipped = skipped.clone();
-                s.cleared = false;
-                true
-            })?;
-            Ok(Outcome::Stored {
+            let outcome = Outcome::Stored {
                 gen,
                 keys: parsed.set.len(),
                 skipped: parsed.skipped.len(),
-            })
+            };
+            (outcome, present, Some(skipped))
         }
-        Err(error) => {
-            layout::update_state(store, names, |s| {
-                release(s, owner);
-                s.fetch_failure += 1;
-                s.last_error = Some(error.clone());
-                s.last_error_at_ms = now_ms;
-                s.attempt += 1;
-                if s.attempt <= p.retry_count {
-                    let factor = 1u64 << (s.attempt - 1).min(16);
-                    s.next_attempt_ms = now_ms + p.retry_delay_ms.saturating_mul(factor);
-                } else {
-                    // Retries exhausted: rest, then start a new round.
-                    s.attempt = 0;
-                    s.next_attempt_ms = now_ms + p.min_refresh_interval_s.max(1) * 1000;
+        Fetched::NotModified => {
+            let present = current
+                .keys
+                .iter()
+                .filter_map(|k| k.get("kid").and_then(serde_json::Value::as_str))
+                .map(kid_budget::tag)
+                .collect();
+            (Outcome::NotModified { gen: current.gen }, present, None)
+        }
+    };
+    let (fresh_s, source) = freshness::fresh_s(p, &answer.cache, now_ms);
+    let not_modified = matches!(outcome, Outcome::NotModified { .. });
+    layout::update_state(store, names, |s| {
+        release(s, owner);
+        s.fetched_at_ms = now_ms;
+        s.fresh_s = fresh_s;
+        s.fresh_from = source.name().to_string();
+        s.expires_at_ms = now_ms + fresh_s * 1000;
+        s.refresh_at_ms = freshness::refresh_at_ms(p, now_ms, fresh_s);
+        s.attempt = 0;
+        s.next_attempt_ms = 0;
+        s.fetch_success += 1;
+        if not_modified {
+            s.not_modified += 1;
+            // A 304 may carry new validators (RFC 9110 section 15.4.5).
+            if answer.etag.is_some() {
+                s.etag = answer.etag.clone();
+            }
+            if answer.last_modified.is_some() {
+                s.last_modified = answer.last_modified.clone();
+            }
+        } else {
+            s.etag = answer.etag.clone();
+            s.last_modified = answer.last_modified.clone();
+        }
+        if let Some(sk) = &skipped {
+            s.skipped = sk.clone();
+        }
+        s.cleared = false;
+        kid_budget::settle(s, p, now_ms, &|t| present.iter().any(|x| x == t));
+        true
+    })?;
+    Ok(outcome)
+}
+
+/// Records a metadata fetch: good metadata names the `jwks_uri` (the lease
+/// is kept for the JWKS callout); bad metadata keeps an earlier `jwks_uri`
+/// if there is one, else it is a failed fetch.
+pub fn complete_discovery(
+    store: &dyn SharedStore,
+    names: &Names,
+    p: &Provider,
+    owner: &str,
+    now_ms: u64,
+    answer: &Answer,
+) -> Result<Outcome, StoreError> {
+    let result = check_status(answer, p, "discovery").and_then(|full| {
+        if full {
+            discovery::parse(answer.body.unwrap_or_default(), p).map(Some)
+        } else {
+            Ok(None)
+        }
+    });
+    let (fresh_s, _) = freshness::fresh_s(p, &answer.cache, now_ms);
+    let mut outcome = Outcome::Failed(String::new());
+    layout::update_state(store, names, |s| {
+        let d = &mut s.discovery;
+        outcome = match &result {
+            Ok(Some(m)) => {
+                d.jwks_uri = Some(m.jwks_uri.uri.clone());
+                d.issuer = Some(m.issuer.clone());
+                d.introspection_endpoint = m.introspection_endpoint.clone();
+                d.etag = answer.etag.clone();
+                d.last_modified = answer.last_modified.clone();
+                d.last_error = None;
+                d.fetched_at_ms = now_ms;
+                d.fresh_until_ms = now_ms + fresh_s * 1000;
+                Outcome::Discovered {
+                    jwks_uri: m.jwks_uri.uri.clone(),
                 }
-                true
-            })?;
-            Ok(Outcome::Failed(error))
+            }
+            Ok(None) if d.jwks_uri.is_some() => {
+                d.last_error = None;
+                d.fetched_at_ms = now_ms;
+                d.fresh_until_ms = now_ms + fresh_s * 1000;
+                Outcome::Discovered {
+                    jwks_uri: d.jwks_uri.clone().unwrap_or_default(),
+                }
+            }
+            Ok(None) => Outcome::Failed(
+                "discovery endpoint answered 304 but this host holds no metadata".to_string(),
+            ),
+            Err(e) if d.jwks_uri.is_some() => {
+                d.last_error = Some(e.clone());
+                // Tried again with the next refresh of the keys.
+                d.fresh_until_ms = now_ms + p.min_interval_s() * 1000;
+                Outcome::DiscoveryFailedKept(e.clone())
+            }
+            Err(e) => {
+                d.last_error = Some(e.clone());
+                Outcome::Failed(e.clone())
+            }
+        };
+        match &outcome {
+            Outcome::Failed(e) => fail(s, p, owner, now_ms, e),
+            // The JWKS callout follows under the same lease.
+            _ if s.lease_owner == owner => {
+                s.lease_until_ms = now_ms + p.timeout_ms + LEASE_MARGIN_MS;
+            }
+            _ => {}
         }
+        true
+    })?;
+    Ok(outcome)
+}
+
+/// A failed attempt: the lease back, the error kept, the next attempt after
+/// the retry delay (doubling, at least `MIN_RETRY_DELAY_MS`), or, once the
+/// retries are spent, after the minimum interval.
+fn fail(s: &mut FetchState, p: &Provider, owner: &str, now_ms: u64, error: &str) {
+    release(s, owner);
+    s.asked_kids.clear();
+    s.fetch_failure += 1;
+    s.last_error = Some(error.to_string());
+    s.last_error_at_ms = now_ms;
+    s.attempt += 1;
+    if s.attempt <= p.retry_count {
+        let factor = 1u64 << (s.attempt - 1).min(16);
+        let delay = p.retry_delay_ms.saturating_mul(factor);
+        s.next_attempt_ms = now_ms + delay.max(MIN_RETRY_DELAY_MS);
+    } else {
+        // Retries exhausted: rest, then start a new round.
+        s.attempt = 0;
+        s.next_attempt_ms = now_ms + p.min_interval_s() * 1000;
     }
 }
 
@@ -239,9 +525,13 @@ pub fn clear_all(store: &dyn SharedStore, names: &Names) -> Result<usize, StoreE
     layout::update_state(store, names, |s| {
         s.fetched_at_ms = 0;
         s.expires_at_ms = 0;
+        s.refresh_at_ms = 0;
         s.next_attempt_ms = 0;
         s.attempt = 0;
-        s.last_kid_refresh_ms = 0;
+        s.etag = None;
+        s.last_modified = None;
+        s.discovery.fresh_until_ms = 0;
+        kid_budget::reset(s);
         s.cleared = true;
         true
     })?;
@@ -249,7 +539,8 @@ pub fn clear_all(store: &dyn SharedStore, names: &Names) -> Result<usize, StoreE
 }
 
 /// Drops one key for every worker; a request with that `kid` may refetch at
-/// once. Returns whether the key was there.
+/// once (in full: the validators go too, so the answer cannot be a 304).
+/// Returns whether the key was there.
 pub fn clear_kid(store: &dyn SharedStore, names: &Names, kid: &str) -> Result<bool, StoreError> {
     let mut rec = layout::read_keys(store, names)?;
     let before = rec.keys.len();
@@ -260,31 +551,12 @@ pub fn clear_kid(store: &dyn SharedStore, names: &Names, kid: &str) -> Result<bo
     }
     layout::write_keys(store, names, rec.keys)?;
     layout::update_state(store, names, |s| {
-        s.last_kid_refresh_ms = 0;
+        s.etag = None;
+        s.last_modified = None;
+        kid_budget::reset(s);
         true
     })?;
     Ok(true)
-}
-
-/// The request headers of the JWKS callout.
-pub fn request_headers(p: &Provider) -> Vec<(String, String)> {
-    let Some(uri) = &p.jwks else {
-        return Vec::new();
-    };
-    vec![
-        (":method".into(), "GET".into()),
-        (":path".into(), uri.path.clone()),
-        (":authority".into(), uri.authority.clone()),
-        (":scheme".into(), uri.scheme.clone()),
-        (
-            "accept".into(),
-            "application/jwk-set+json, application/json".into(),
-        ),
-        (
-            "user-agent".into(),
-            concat!("jwt-jwks/", env!("CARGO_PKG_VERSION")).into(),
-        ),
-    ]
 }
 
 #[cfg(test)]
@@ -307,9 +579,9 @@ mod tests {
     fn ok_answer(body: &str) -> Answer<'_> {
         Answer {
             status: Some(200),
-            dispatch_status: None,
             body_size: body.len(),
             body: Some(body.as_bytes()),
+            ..Answer::default()
         }
     }
 
@@ -317,10 +589,23 @@ mod tests {
         format!(r#"{{"keys":[{RSA_JWK}]}}"#)
     }
 
+    fn finish(s: &MemoryStore, n: &Names, p: &Provider, now: u64, a: &Answer) -> Outcome {
+        let parsed = evaluate(a, p, AlgSet::of(&[Alg::RS256]));
+        complete(s, n, p, "me", now, a, parsed).unwrap()
+    }
+
     fn fetch_ok(s: &MemoryStore, n: &Names, p: &Provider, now: u64) -> Outcome {
         let body = good();
-        let parsed = evaluate(&ok_answer(&body), p, AlgSet::of(&[Alg::RS256]));
-        complete(s, n, p, "me", now, parsed).unwrap()
+        finish(s, n, p, now, &ok_answer(&body))
+    }
+
+    fn fail_at(s: &MemoryStore, n: &Names, p: &Provider, now: u64) {
+        let r = Err("down".to_string());
+        complete(s, n, p, "me", now, &Answer::default(), r).unwrap();
+    }
+
+    fn acquire(s: &MemoryStore, n: &Names, p: &Provider, now: u64, t: Trigger) -> Acquire {
+        try_acquire(s, n, p, "me", now, t).unwrap()
     }
 
     #[test]
@@ -330,23 +615,15 @@ mod tests {
             Names::for_uri("u"),
             provider(r#","timeout":2000"#),
         );
+        let take = |who, now, t| try_acquire(&s, &n, &p, who, now, t).unwrap();
+        assert_eq!(take("a", 1000, Trigger::Scheduled), Acquire::Acquired);
+        assert_eq!(take("b", 1001, Trigger::Scheduled), Acquire::Busy);
         assert_eq!(
-            try_acquire(&s, &n, &p, "a", 1000, Trigger::Scheduled).unwrap(),
-            Acquire::Acquired
-        );
-        assert_eq!(
-            try_acquire(&s, &n, &p, "b", 1001, Trigger::Scheduled).unwrap(),
-            Acquire::Busy
-        );
-        assert_eq!(
-            try_acquire(&s, &n, &p, "b", 1001, Trigger::UnknownKid).unwrap(),
+            take("b", 1001, Trigger::UnknownKid(Some("x"))),
             Acquire::Busy
         );
         // timeout 2000 + margin 1000: at 4000 the lease is gone.
-        assert_eq!(
-            try_acquire(&s, &n, &p, "b", 4000, Trigger::Cold).unwrap(),
-            Acquire::Acquired
-        );
+        assert_eq!(take("b", 4000, Trigger::Cold), Acquire::Acquired);
         assert_eq!(read_state(&s, &n).unwrap().lease_owner, "b");
     }
 
@@ -358,7 +635,7 @@ mod tests {
             provider(r#","cache_ttl":600,"refresh_ahead_time":60"#),
         );
         assert_eq!(
-            try_acquire(&s, &n, &p, "me", 0, Trigger::Scheduled).unwrap(),
+            acquire(&s, &n, &p, 0, Trigger::Scheduled),
             Acquire::Acquired
         );
         assert!(matches!(
@@ -370,13 +647,66 @@ mod tests {
             }
         ));
         assert_eq!(
-            try_acquire(&s, &n, &p, "me", 539_000, Trigger::Scheduled).unwrap(),
+            acquire(&s, &n, &p, 539_000, Trigger::Scheduled),
             Acquire::NotDue
         );
         assert_eq!(
-            try_acquire(&s, &n, &p, "me", 540_000, Trigger::Scheduled).unwrap(),
+            acquire(&s, &n, &p, 540_000, Trigger::Scheduled),
             Acquire::Acquired
         );
+    }
+
+    /// Ticks every 100 ms for ten minutes with keys that always arrive, and
+    /// counts the scheduled fetches: never more than one per minimum
+    /// interval, whatever the configuration and the answer's caching say.
+    #[test]
+    fn no_configuration_or_answer_makes_the_schedule_hammer() {
+        let configs = [
+            r#","cache_ttl":300"#,
+            r#","cache_ttl":1,"min_refresh_interval":0"#,
+            r#","cache_ttl":2,"refresh_ahead_time":1,"min_refresh_interval":1"#,
+            r#","cache_ttl":3600,"refresh_ahead_time":3599,"min_refresh_interval":0"#,
+            r#","cache_ttl":60,"refresh_ahead_time":59,"min_refresh_interval":30"#,
+            r#","cache_ttl":10,"min_refresh_interval":3600"#,
+            r#","retry_count":20,"retry_delay":0,"min_refresh_interval":0"#,
+        ];
+        let body = good();
+        for cfg in configs {
+            for cc in [
+                None,
+                Some("no-store"),
+                Some("max-age=0"),
+                Some("max-age=86400"),
+            ] {
+                let (s, n, p) = (MemoryStore::default(), Names::for_uri("u"), provider(cfg));
+                let mut answer = ok_answer(&body);
+                answer.cache.cache_control = cc.map(str::to_string);
+                let mut fetches = 0u64;
+                for tick in 0..6_000u64 {
+                    let now = 1_000_000 + tick * 100;
+                    if acquire(&s, &n, &p, now, Trigger::Scheduled) == Acquire::Acquired {
+                        fetches += 1;
+                        finish(&s, &n, &p, now, &answer);
+                    }
+                }
+                let bound = 1 + 600 / p.min_interval_s();
+                assert!(
+                    fetches <= bound,
+                    "{cfg} {cc:?}: {fetches} fetches, bound {bound}"
+                );
+                assert!(fetches >= 1);
+            }
+        }
+        // The seed's own configuration: one fetch in ten minutes.
+        let (s, n, p) = (MemoryStore::default(), Names::for_uri("u"), provider(""));
+        let mut fetches = 0;
+        for tick in 0..6_000u64 {
+            if acquire(&s, &n, &p, 1 + tick * 100, Trigger::Scheduled) == Acquire::Acquired {
+                fetches += 1;
+                fetch_ok(&s, &n, &p, 1 + tick * 100);
+            }
+        }
+        assert_eq!(fetches, 1);
     }
 
     #[test]
@@ -384,30 +714,27 @@ mod tests {
         let (s, n, p) = (
             MemoryStore::default(),
             Names::for_uri("u"),
-            provider(r#","retry_count":2,"retry_delay":100,"min_refresh_interval":7"#),
+            provider(r#","retry_count":2,"retry_delay":1000,"min_refresh_interval":7"#),
         );
         let fail = |now| {
             assert_eq!(
-                try_acquire(&s, &n, &p, "me", now, Trigger::Scheduled).unwrap(),
+                acquire(&s, &n, &p, now, Trigger::Scheduled),
                 Acquire::Acquired,
                 "at {now}"
             );
-            complete(&s, &n, &p, "me", now, Err("down".into())).unwrap();
+            fail_at(&s, &n, &p, now);
             read_state(&s, &n).unwrap().next_attempt_ms
         };
-        assert_eq!(fail(0), 100);
+        assert_eq!(fail(0), 1000);
         assert_eq!(
-            try_acquire(&s, &n, &p, "me", 99, Trigger::Scheduled).unwrap(),
+            acquire(&s, &n, &p, 999, Trigger::Scheduled),
             Acquire::NotDue
         );
+        assert_eq!(acquire(&s, &n, &p, 999, Trigger::Cold), Acquire::NotDue);
+        assert_eq!(fail(1000), 3000, "second retry waits twice as long");
         assert_eq!(
-            try_acquire(&s, &n, &p, "me", 99, Trigger::Cold).unwrap(),
-            Acquire::NotDue
-        );
-        assert_eq!(fail(100), 300, "second retry waits twice as long");
-        assert_eq!(
-            fail(300),
-            7300,
+            fail(3000),
+            10_000,
             "retries exhausted: rest min_refresh_interval"
         );
         let st = read_state(&s, &n).unwrap();
@@ -416,36 +743,112 @@ mod tests {
     }
 
     #[test]
-    fn unknown_kid_refresh_is_rate_limited_and_a_clear_resets_it() {
+    fn retries_are_at_least_a_second_apart() {
+        let (s, n, p) = (
+            MemoryStore::default(),
+            Names::for_uri("u"),
+            provider(r#","retry_count":3,"retry_delay":0,"min_refresh_interval":0"#),
+        );
+        fail_at(&s, &n, &p, 0);
+        assert_eq!(
+            read_state(&s, &n).unwrap().next_attempt_ms,
+            MIN_RETRY_DELAY_MS
+        );
+    }
+
+    #[test]
+    fn unknown_kids_spend_a_budget_and_absent_kids_cost_nothing() {
         let (s, n, p) = (
             MemoryStore::default(),
             Names::for_uri("u"),
             provider(r#","min_refresh_interval":30"#),
         );
+        fetch_ok(&s, &n, &p, 0);
+        let junk = |i: u32| format!("junk-{i}");
+        // a handful of junk kids, each refreshed once then known absent
+        for i in 0..5 {
+            let kid = junk(i);
+            let t = 1000 + u64::from(i) * 100;
+            assert_eq!(
+                acquire(&s, &n, &p, t, Trigger::UnknownKid(Some(&kid))),
+                Acquire::Acquired
+            );
+            fetch_ok(&s, &n, &p, t + 10);
+            assert_eq!(
+                acquire(&s, &n, &p, t + 20, Trigger::UnknownKid(Some(&kid))),
+                Acquire::KnownAbsent
+            );
+        }
+        // the rotation's first token still gets its refresh
         assert_eq!(
-            try_acquire(&s, &n, &p, "me", 1000, Trigger::UnknownKid).unwrap(),
+            acquire(&s, &n, &p, 2000, Trigger::UnknownKid(Some("k1"))),
             Acquire::Acquired
         );
-        fetch_ok(&s, &n, &p, 1100);
+        fetch_ok(&s, &n, &p, 2010);
         assert_eq!(
-            try_acquire(&s, &n, &p, "me", 20_000, Trigger::UnknownKid).unwrap(),
+            acquire(&s, &n, &p, 2020, Trigger::UnknownKid(Some("k1"))),
+            Acquire::Acquired,
+            "a kid the set has is never remembered as absent"
+        );
+        fetch_ok(&s, &n, &p, 2030);
+        // the budget runs out, refills after an interval
+        assert_eq!(
+            acquire(&s, &n, &p, 3000, Trigger::UnknownKid(Some("j6"))),
+            Acquire::Acquired
+        );
+        fetch_ok(&s, &n, &p, 3010);
+        assert_eq!(
+            acquire(&s, &n, &p, 3020, Trigger::UnknownKid(Some("j7"))),
             Acquire::RateLimited
         );
         assert_eq!(
-            try_acquire(&s, &n, &p, "me", 31_000, Trigger::UnknownKid).unwrap(),
+            acquire(&s, &n, &p, 31_020, Trigger::UnknownKid(Some("j7"))),
             Acquire::Acquired
         );
-        fetch_ok(&s, &n, &p, 31_100);
+        fetch_ok(&s, &n, &p, 31_030);
+        // absent for one interval only
         assert_eq!(
-            try_acquire(&s, &n, &p, "me", 32_000, Trigger::UnknownKid).unwrap(),
-            Acquire::RateLimited
+            acquire(&s, &n, &p, 31_040, Trigger::UnknownKid(Some("j7"))),
+            Acquire::KnownAbsent
         );
+        // a clear gives the budget back
         assert!(clear_kid(&s, &n, "k1").unwrap());
         assert!(!clear_kid(&s, &n, "k1").unwrap(), "already gone");
         assert_eq!(
-            try_acquire(&s, &n, &p, "me", 32_001, Trigger::UnknownKid).unwrap(),
+            acquire(&s, &n, &p, 31_050, Trigger::UnknownKid(Some("j7"))),
             Acquire::Acquired
         );
+    }
+
+    #[test]
+    fn kids_waiting_on_a_fetch_are_settled_by_it() {
+        let (s, n, p) = (MemoryStore::default(), Names::for_uri("u"), provider(""));
+        fetch_ok(&s, &n, &p, 0);
+        assert_eq!(
+            acquire(&s, &n, &p, 100, Trigger::UnknownKid(Some("a"))),
+            Acquire::Acquired
+        );
+        let other = try_acquire(&s, &n, &p, "w2", 110, Trigger::UnknownKid(Some("b"))).unwrap();
+        assert_eq!(other, Acquire::Busy);
+        fetch_ok(&s, &n, &p, 120);
+        for kid in ["a", "b"] {
+            assert_eq!(
+                acquire(&s, &n, &p, 130, Trigger::UnknownKid(Some(kid))),
+                Acquire::KnownAbsent,
+                "{kid}"
+            );
+        }
+        // a failed fetch proves nothing
+        assert_eq!(
+            acquire(&s, &n, &p, 140, Trigger::UnknownKid(Some("c"))),
+            Acquire::Acquired
+        );
+        fail_at(&s, &n, &p, 150);
+        assert!(read_state(&s, &n)
+            .unwrap()
+            .absent_kids
+            .iter()
+            .all(|a| a.tag != kid_budget::tag("c")));
     }
 
     #[test]
@@ -490,9 +893,8 @@ mod tests {
         ];
         let mut errors = Vec::new();
         for a in &answers {
-            let r = evaluate(a, &p, AlgSet::of(&[Alg::RS256]));
-            assert!(r.is_err());
-            match complete(&s, &n, &p, "me", 10, r).unwrap() {
+            assert!(evaluate(a, &p, AlgSet::of(&[Alg::RS256])).is_err());
+            match finish(&s, &n, &p, 10, a) {
                 Outcome::Failed(e) => errors.push(e),
                 other => panic!("{other:?}"),
             }
@@ -516,6 +918,65 @@ mod tests {
     }
 
     #[test]
+    fn validators_go_back_and_a_304_extends_the_set_without_a_new_generation() {
+        let (s, n, p) = (
+            MemoryStore::default(),
+            Names::for_uri("u"),
+            provider(r#","cache_ttl":3600,"min_refresh_interval":30"#),
+        );
+        // no validators on a cold start
+        let st = read_state(&s, &n).unwrap();
+        let r = next_request(&p, &st, 0).unwrap();
+        assert!(!r.headers.iter().any(|(k, _)| k.starts_with("if-")));
+        let body = good();
+        let mut a = ok_answer(&body);
+        a.etag = Some("\"v1\"".into());
+        a.last_modified = Some("Sun, 06 Nov 1994 08:49:37 GMT".into());
+        a.cache.cache_control = Some("public, max-age=600".into());
+        finish(&s, &n, &p, 1_000, &a);
+        let st = read_state(&s, &n).unwrap();
+        assert_eq!((st.fresh_s, st.fresh_from.as_str()), (600, "max-age"));
+        assert_eq!(st.expires_at_ms, 601_000);
+        assert_eq!(st.refresh_at_ms, 1_000 + 300_000);
+        let r = next_request(&p, &st, 2_000).unwrap();
+        assert!(r
+            .headers
+            .contains(&("if-none-match".into(), "\"v1\"".into())));
+        assert!(r.headers.contains(&(
+            "if-modified-since".into(),
+            "Sun, 06 Nov 1994 08:49:37 GMT".into()
+        )));
+        // 304: same generation, new freshness, validators kept
+        let not_modified = Answer {
+            status: Some(304),
+            cache: CacheHeaders {
+                cache_control: Some("max-age=120".into()),
+                ..CacheHeaders::default()
+            },
+            ..Answer::default()
+        };
+        assert_eq!(
+            finish(&s, &n, &p, 400_000, &not_modified),
+            Outcome::NotModified { gen: 1 }
+        );
+        assert_eq!(read_gen(&s, &n).unwrap(), 1);
+        let st = read_state(&s, &n).unwrap();
+        assert_eq!((st.fresh_s, st.not_modified, st.fetch_success), (120, 1, 2));
+        assert_eq!(st.etag.as_deref(), Some("\"v1\""));
+        assert_eq!(st.fetched_at_ms, 400_000);
+        // a clear drops the validators: the refetch gets the whole set
+        clear_all(&s, &n).unwrap();
+        let st = read_state(&s, &n).unwrap();
+        let r = next_request(&p, &st, 500_000).unwrap();
+        assert!(!r.headers.iter().any(|(k, _)| k.starts_with("if-")));
+        // and a 304 with nothing cached is a failure, not an empty set
+        assert!(matches!(
+            finish(&s, &n, &p, 500_000, &not_modified),
+            Outcome::Failed(_)
+        ));
+    }
+
+    #[test]
     fn clear_all_empties_for_everyone() {
         let (s, n, p) = (MemoryStore::default(), Names::for_uri("u"), provider(""));
         fetch_ok(&s, &n, &p, 0);
@@ -523,23 +984,105 @@ mod tests {
         assert_eq!(layout::read_keys(&s, &n).unwrap().keys.len(), 0);
         assert!(!read_state(&s, &n).unwrap().has_keys());
         // No refetch by itself: the next request that needs keys fetches.
-        assert_eq!(
-            try_acquire(&s, &n, &p, "me", 1, Trigger::Scheduled).unwrap(),
-            Acquire::NotDue
-        );
-        assert_eq!(
-            try_acquire(&s, &n, &p, "me", 1, Trigger::Cold).unwrap(),
-            Acquire::Acquired
-        );
+        assert_eq!(acquire(&s, &n, &p, 1, Trigger::Scheduled), Acquire::NotDue);
+        assert_eq!(acquire(&s, &n, &p, 1, Trigger::Cold), Acquire::Acquired);
         fetch_ok(&s, &n, &p, 2);
         assert!(!read_state(&s, &n).unwrap().cleared);
+        assert_eq!(acquire(&s, &n, &p, 3, Trigger::Scheduled), Acquire::NotDue);
     }
 
     #[test]
     fn callout_headers_come_from_the_uri() {
-        let h = request_headers(&provider(""));
-        assert!(h.contains(&(":path".into(), "/jwks?v=1".into())));
-        assert!(h.contains(&(":authority".into(), "idp:8080".into())));
-        assert!(h.contains(&(":method".into(), "GET".into())));
+        let p = provider("");
+        let r = next_request(&p, &FetchState::default(), 0).unwrap();
+        assert_eq!((r.doc, r.upstream.as_str()), (Doc::Jwks, "idp:8080"));
+        assert!(r.headers.contains(&(":path".into(), "/jwks?v=1".into())));
+        assert!(r
+            .headers
+            .contains(&(":authority".into(), "idp:8080".into())));
+        assert!(r.headers.contains(&(":method".into(), "GET".into())));
+    }
+
+    fn discovery_provider(extra: &str) -> Provider {
+        Config::parse(
+            format!(
+                r#"{{"discovery_uri":"https://idp/realms/a/.well-known/openid-configuration",
+                    "issuers":["https://idp/realms/a"]{extra}}}"#
+            )
+            .as_bytes(),
+        )
+        .unwrap()
+        .providers
+        .remove(0)
+    }
+
+    #[test]
+    fn discovery_names_the_jwks_then_the_jwks_is_fetched_under_the_same_lease() {
+        let s = MemoryStore::default();
+        let p = discovery_provider(r#","timeout":2000"#);
+        let n = Names::for_uri(p.key_set_uri().unwrap());
+        assert_eq!(
+            acquire(&s, &n, &p, 0, Trigger::Scheduled),
+            Acquire::Acquired
+        );
+        let r = next_request(&p, &read_state(&s, &n).unwrap(), 0).unwrap();
+        assert_eq!((r.doc, r.upstream.as_str()), (Doc::Discovery, "idp"));
+        assert!(r.headers.contains(&(
+            ":path".into(),
+            "/realms/a/.well-known/openid-configuration".into()
+        )));
+        let meta = r#"{"issuer":"https://idp/realms/a","jwks_uri":"http://keys:8081/certs"}"#;
+        let mut a = ok_answer(meta);
+        a.etag = Some("m1".into());
+        let o = complete_discovery(&s, &n, &p, "me", 1500, &a).unwrap();
+        assert!(o.follow_up(), "{o:?}");
+        let st = read_state(&s, &n).unwrap();
+        assert_eq!(st.lease_owner, "me");
+        assert_eq!(st.lease_until_ms, 1500 + 2000 + LEASE_MARGIN_MS);
+        let r = next_request(&p, &st, 1600).unwrap();
+        assert_eq!((r.doc, r.upstream.as_str()), (Doc::Jwks, "keys:8081"));
+        assert!(r.headers.contains(&(":path".into(), "/certs".into())));
+        fetch_ok(&s, &n, &p, 1700);
+        let st = read_state(&s, &n).unwrap();
+        assert!(st.has_keys() && st.lease_owner.is_empty());
+        // the metadata is fresh: an unknown kid fetches the JWKS alone
+        assert_eq!(next_request(&p, &st, 60_000).unwrap().doc, Doc::Jwks);
+        // once stale, the metadata comes first again, with its validator
+        let r = next_request(&p, &st, 1500 + 3_600_000).unwrap();
+        assert_eq!(r.doc, Doc::Discovery);
+        assert!(r.headers.contains(&("if-none-match".into(), "m1".into())));
+    }
+
+    #[test]
+    fn metadata_of_another_issuer_is_refused_and_an_earlier_jwks_uri_kept() {
+        let s = MemoryStore::default();
+        let p = discovery_provider(r#","jwks_upstream":"keys-cluster","retry_count":0"#);
+        let n = Names::for_uri(p.key_set_uri().unwrap());
+        let evil = r#"{"issuer":"https://evil","jwks_uri":"http://evil/certs"}"#;
+        acquire(&s, &n, &p, 0, Trigger::Cold);
+        let o = complete_discovery(&s, &n, &p, "me", 10, &ok_answer(evil)).unwrap();
+        let Outcome::Failed(e) = o else {
+            panic!("{o:?}")
+        };
+        assert!(e.contains("issuer"), "{e}");
+        let st = read_state(&s, &n).unwrap();
+        assert!(st.lease_owner.is_empty() && st.next_attempt_ms > 10);
+        assert_eq!(st.discovery.last_error.as_deref(), Some(e.as_str()));
+        assert_eq!(st.discovery.jwks_uri, None);
+        // good metadata, keys; then a bad document later keeps the old jwks_uri
+        let meta = r#"{"issuer":"https://idp/realms/a","jwks_uri":"https://idp/certs"}"#;
+        acquire(&s, &n, &p, 40_000, Trigger::Cold);
+        complete_discovery(&s, &n, &p, "me", 40_010, &ok_answer(meta)).unwrap();
+        let r = next_request(&p, &read_state(&s, &n).unwrap(), 40_020).unwrap();
+        assert_eq!(
+            r.upstream, "keys-cluster",
+            "jwks_upstream names the JWKS callout's upstream"
+        );
+        fetch_ok(&s, &n, &p, 40_030);
+        let o = complete_discovery(&s, &n, &p, "me", 9_000_000, &ok_answer(evil)).unwrap();
+        assert!(matches!(o, Outcome::DiscoveryFailedKept(_)), "{o:?}");
+        let st = read_state(&s, &n).unwrap();
+        assert_eq!(st.discovery.jwks_uri.as_deref(), Some("https://idp/certs"));
+        assert_eq!(next_request(&p, &st, 9_000_001).unwrap().doc, Doc::Jwks);
     }
 }

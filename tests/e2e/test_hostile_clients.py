@@ -85,7 +85,7 @@ def parallel(n_threads, items, fn):
 
 
 # ---------------------------------------------------------------- floods
-def test_flood_of_random_kids_fetches_the_jwks_at_most_once_per_interval(s):
+def test_flood_of_random_kids_fetches_the_jwks_within_the_unknown_kid_budget(s):
     before_fetches = s.jwks_flood.count
     before_upstream = s.env.upstream.count
     before_denied = s.env.stat("jwt_jwks_denied_unknown_kid")
@@ -94,7 +94,8 @@ def test_flood_of_random_kids_fetches_the_jwks_at_most_once_per_interval(s):
     for token, r in zip(tokens, answers):
         assert_invalid_token(r, token, word="kid")
     extra = s.jwks_flood.count - before_fetches
-    assert extra <= 1, "200 unknown kids caused %d JWKS fetches (min_refresh_interval 30)" % extra
+    # a budget of 8 refreshes, one back per min_refresh_interval (30 s)
+    assert extra <= 8, "200 unknown kids caused %d JWKS fetches" % extra
     assert s.env.upstream.count == before_upstream
     assert s.env.stat("jwt_jwks_denied_unknown_kid") - before_denied == 200
     # the real key is still served from the cache

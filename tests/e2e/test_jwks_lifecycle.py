@@ -121,17 +121,23 @@ def test_jwks_larger_than_max_jwks_size_is_not_loaded(lab):
 
 
 # ---------------------------------------------------------------- rotation
-def test_unknown_kids_trigger_at_most_one_refetch_per_min_refresh_interval(lab):
+def test_unknown_kids_are_refreshed_within_a_budget_and_a_repeated_one_once(lab):
     key = jose.rsa_key()
     jwks = lab.jwks(jose.jwks(key))
     env = lab.envoy({"main": filter_config(jwks, min_refresh_interval=30)},
                     jwks_servers=[jwks])
     assert_allowed(call(env, jose.sign(key, "RS256")))
     before = jwks.count
-    for i in range(5):
-        token = jose.sign(key, "RS256", kid="unknown-%d" % i)
+    # the same unknown kid again and again: one refresh proves it absent
+    for _ in range(5):
+        token = jose.sign(key, "RS256", kid="unknown-same")
         assert_invalid_token(call(env, token), token)
     assert jwks.count == before + 1, "refetches: %d" % (jwks.count - before)
+    # distinct unknown kids: one refresh each from a budget of 8 (one spent)
+    for i in range(12):
+        token = jose.sign(key, "RS256", kid="unknown-%d" % i)
+        assert_invalid_token(call(env, token), token)
+    assert jwks.count == before + 8, "refetches: %d" % (jwks.count - before)
 
 
 def test_key_rotation_new_kid_accepted_at_once_and_removed_kid_refused_later(lab):

@@ -44,7 +44,7 @@ def w(module_lab):
         {
             "steady": filter_config(st.jwks_steady, admin_token=ADMIN),
             "ttl": filter_config(st.jwks_ttl, cache_ttl=TTL, refresh_ahead_time=AHEAD,
-                                 admin_token=ADMIN),
+                                 min_refresh_interval=1, admin_token=ADMIN),
             "rot": filter_config(st.jwks_rot, cache_ttl=TTL, refresh_ahead_time=AHEAD,
                                  min_refresh_interval=2, admin_token=ADMIN),
         },

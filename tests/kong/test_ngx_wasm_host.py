@@ -354,3 +354,125 @@ def test_workers_share_keys_through_shared_memory(host, jwks_server):
     for _ in range(30):  # new connections: spread over the workers
         assert_allowed(env.request("main", "GET", "/", bearer(token)))
     assert jwks.count == 1, "one fetch serves every worker"
+
+
+# ----------------------------------------------- key lifecycle (issue 15)
+BUDGET = 8  # src/keys/kid_budget.rs
+META_PATH = "/realms/acme/.well-known/openid-configuration"
+
+
+def test_a_short_cache_ttl_with_defaults_fetches_once_while_idle(host, jwks_server):
+    key = jose.rsa_key(kid="k1")
+    jwks = jwks_server(jose.jwks(key))
+    env = host({"main": cfg(jwks, cache_ttl=300, admin_token=ADMIN_TOKEN)}, concurrency=2)
+    assert_allowed(env.request("main", "GET", "/", bearer(jose.sign(key, "RS256"))))
+    first = jwks.count
+    time.sleep(30)
+    assert jwks.count - first <= 1, "fetches while idle: %d" % (jwks.count - first)
+    p = cache_info(env)["providers"][0]
+    assert 100 <= p["next_refresh_at"] - time.time() <= 160, p
+
+
+def test_an_admin_clear_causes_exactly_one_refetch(host, jwks_server):
+    key = jose.rsa_key(kid="k1")
+    jwks = jwks_server(jose.jwks(key))
+    env = host({"main": cfg(jwks, cache_ttl=300, admin_token=ADMIN_TOKEN)}, concurrency=2)
+    assert_allowed(env.request("main", "GET", "/", bearer(jose.sign(key, "RS256"))))
+    before = jwks.count
+    r = env.request("main", "POST", "/jwt-jwks/cache/clear", admin_headers())
+    assert r.status == 200, r
+    time.sleep(1.0)
+    assert jwks.count == before
+    for _ in range(10):
+        assert_allowed(env.request("main", "GET", "/", bearer(jose.sign(key, "RS256"))))
+    time.sleep(3.0)
+    assert jwks.count == before + 1
+
+
+def test_rotation_after_a_handful_of_junk_kids_passes_on_its_first_token(host, jwks_server):
+    old, new = jose.rsa_key(kid="old"), jose.ec_key("P-256", kid="new")
+    jwks = jwks_server(jose.jwks(old))
+    env = host({"main": cfg(jwks)}, concurrency=2)
+    assert_allowed(env.request("main", "GET", "/", bearer(jose.sign(old, "RS256"))))
+    for i in range(5):
+        token = jose.sign(old, "RS256", kid="junk-%d" % i)
+        assert_invalid_token(env.request("main", "GET", "/", bearer(token)), token)
+        time.sleep(0.5)
+    before = jwks.count
+    jwks.set_document(jose.jwks(old, new))
+    assert_allowed(env.request("main", "GET", "/", bearer(jose.sign(new, "ES256"))))
+    assert jwks.count == before + 1
+
+
+def test_a_flood_of_distinct_junk_kids_costs_the_budget(host, jwks_server):
+    key = jose.rsa_key(kid="k1")
+    jwks = jwks_server(jose.jwks(key))
+    env = host({"main": cfg(jwks)}, concurrency=2)
+    assert_allowed(env.request("main", "GET", "/", bearer(jose.sign(key, "RS256"))))
+    before = jwks.count
+    statuses = []
+    lock = threading.Lock()
+
+    def flood(offset):
+        for i in range(offset, 1000, 4):
+            token = jose.sign(key, "RS256", kid="junk-%d" % i)
+            r = env.request("main", "GET", "/", bearer(token))
+            with lock:
+                statuses.append(r.status)
+
+    threads = [threading.Thread(target=flood, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert len(statuses) == 1000 and set(statuses) == {401}, sorted(set(statuses))
+    assert jwks.count - before <= BUDGET, jwks.count - before
+
+
+def test_max_age_sets_the_schedule_and_a_304_keeps_the_generation(host, jwks_server):
+    key = jose.rsa_key(kid="k1")
+    jwks = jwks_server(jose.jwks(key))
+    jwks.headers = {"Cache-Control": "max-age=2"}
+    jwks.etag = '"set-1"'
+    env = host({"main": cfg(jwks, cache_ttl=300, min_refresh_interval=1,
+                            admin_token=ADMIN_TOKEN)})
+    token = jose.sign(key, "RS256")
+    assert_allowed(env.request("main", "GET", "/", bearer(token)))
+    p = cache_info(env)["providers"][0]
+    assert (p["freshness"], p["freshness_from"]) == (2, "max-age"), p
+    gen = p["generation"]
+    assert wait_for(lambda: jwks.not_modified >= 2, timeout=8), "no conditional refetch"
+    p = cache_info(env)["providers"][0]
+    assert p["generation"] == gen and p["not_modified"] >= 2, p
+    assert_allowed(env.request("main", "GET", "/", bearer(token)))
+
+
+def _discovery(host, jwks_server, issuer_in_doc, **fields):
+    key = jose.rsa_key(kid="k1")
+    keys = jwks_server(jose.jwks(key), path="/realms/acme/protocol/openid-connect/certs")
+    meta = jwks_server({"issuer": issuer_in_doc or ISS, "jwks_uri": keys.url}, path=META_PATH)
+    c = {"discovery_uri": meta.url, "issuers": [ISS], "wait_mode": "per_request",
+         "admin_token": ADMIN_TOKEN}
+    c.update(fields)
+    return key, keys, meta, host({"main": c})
+
+
+def test_discovery_finds_the_jwks_on_a_second_server(host, jwks_server):
+    key, keys, meta, env = _discovery(host, jwks_server, None)
+    token = jose.sign(key, "RS256", payload=jose.claims(iss=ISS))
+    assert_allowed(env.request("main", "GET", "/", bearer(token)))
+    p = cache_info(env)["providers"][0]
+    assert p["jwks_uri"] == keys.url and p["discovery"]["issuer"] == ISS, p
+    assert meta.count >= 1 and keys.count >= 1
+
+
+def test_discovery_of_another_issuer_is_refused_and_said(host, jwks_server):
+    key, keys, meta, env = _discovery(host, jwks_server, "https://evil.kong.test",
+                                      timeout=1000, retry_count=0)
+    token = jose.sign(key, "RS256", payload=jose.claims(iss=ISS))
+    r = env.request("main", "GET", "/", bearer(token))
+    assert r.status == 503, r
+    assert keys.count == 0
+    p = cache_info(env)["providers"][0]
+    assert "https://evil.kong.test" in (p["discovery"]["last_error"] or ""), p
+    assert wait_for(lambda: "is not one of the provider's issuers" in env.log_text())

@@ -217,7 +217,11 @@ class JwksServer(ThreadedServer):
     srv.up()                     serve again on the same port
     srv.count                    requests to the JWKS path (thread-safe)
     srv.fail_next(2, 500)        answer the next 2 JWKS requests with 500
-    srv.documents[path] = doc    serve other documents too (not counted in count)
+    srv.documents[path] = doc    serve other documents too (not counted in count;
+                                 see count_path)
+    srv.headers = {"Cache-Control": "max-age=60"}   extra headers on JWKS answers
+    srv.etag = '"v1"'            send this ETag, and answer 304 to a matching
+                                 If-None-Match (counted; see not_modified)
     """
 
     def __init__(self, document=None, path=JWKS_PATH, port=0, ssl_context=None,
@@ -231,6 +235,9 @@ class JwksServer(ThreadedServer):
         self.delay = delay
         self.mode = None  # None | "reset" | "refuse"
         self.documents = {}
+        self.headers = {}
+        self.etag = None
+        self._not_modified = 0
         self._fail_next = []  # statuses for the next JWKS requests
         self.requests = []  # every request, any path (RequestRecord)
         self.answered_at = []  # time.time() of each JWKS answer sent
@@ -287,6 +294,17 @@ class JwksServer(ThreadedServer):
     def resets(self):
         with self._lock:
             return self._resets
+
+    @property
+    def not_modified(self):
+        """JWKS requests answered 304."""
+        with self._lock:
+            return self._not_modified
+
+    def count_path(self, path):
+        """Requests for `path` (any document), query string ignored."""
+        with self._lock:
+            return sum(1 for r in self.requests if r.path.split("?", 1)[0] == path)
 
     def paths_requested(self):
         with self._lock:
@@ -359,10 +377,20 @@ class JwksServer(ThreadedServer):
         if status != 200:
             h.reply(status, {"error": "status %d" % status}, close=True)
             return
+        with self._lock:
+            extra_headers = list(self.headers.items())
+            etag = self.etag
+        if etag is not None:
+            extra_headers.append(("ETag", etag))
+            if h.headers.get("If-None-Match") == etag:
+                with self._lock:
+                    self._not_modified += 1
+                h.reply(304, b"", headers=extra_headers, close=True)
+                return
         if raw is not None:
-            h.reply(200, raw[0], content_type=raw[1], close=True)
+            h.reply(200, raw[0], content_type=raw[1], headers=extra_headers, close=True)
         else:
-            h.reply(200, doc, close=True)
+            h.reply(200, doc, headers=extra_headers, close=True)
         with self._lock:
             self.answered_at.append(time.time())
 

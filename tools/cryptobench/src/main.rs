@@ -12,14 +12,14 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use jwt_jwks::crypto::alg::{Alg, AlgSet};
-use jwt_jwks::store::MemoryStore;
 use jwt_jwks::config::Config;
-use jwt_jwks::engine::Engine;
-use jwt_jwks::keys::refresh::Answer;
+use jwt_jwks::crypto::alg::{Alg, AlgSet};
 use jwt_jwks::crypto::host::HostCrypto;
-use jwt_jwks::metrics::MemoryMetrics;
+use jwt_jwks::engine::Engine;
 use jwt_jwks::keys::jwks;
+use jwt_jwks::keys::refresh::{Answer, Doc};
+use jwt_jwks::metrics::MemoryMetrics;
+use jwt_jwks::store::MemoryStore;
 use jwt_jwks::token::jose;
 use serde_json::Value;
 
@@ -80,11 +80,12 @@ fn engine_section(budget_ms: u128, cases: &[Value]) {
             let _ = e.tick(&store, now);
             let answer = Answer {
                 status: Some(200),
-                dispatch_status: None,
                 body_size: doc.len(),
                 body: Some(doc.as_bytes()),
+
+                ..Answer::default()
             };
-            e.fetch_done(&store, &m, now, 0, &answer)
+            e.fetch_done(&store, &m, now, 0, Doc::Jwks, &answer)
                 .expect("keys load");
             if host {
                 e.set_host_crypto(Some(Rc::new(YesHost)));
