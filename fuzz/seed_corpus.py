@@ -11,6 +11,7 @@ run in `make test`; the corpora are not committed.
 import hashlib
 import json
 import os
+import random
 import re
 import sys
 
@@ -78,6 +79,15 @@ def main():
                  "OPTIONS\n/a\norigin: x\naccess-control-request-method: GET",
                  "GET\n/a?jwt=a.b.c&access_token=d\ncookie: jwt=e; session=f\nx-token: Bearer g"]:
         put("request", line)
+    # verify: selector byte (algorithm, message length), 32 key bytes, the
+    # message, then (position, xor) pairs applied to the genuine signature.
+    rnd = random.Random(19)
+    for sel in range(4):
+        for n in range(3):
+            key = bytes(rnd.randrange(1, 256) for _ in range(32))
+            msg = bytes(rnd.randrange(256) for _ in range(20))
+            changes = b"" if n == 0 else bytes(rnd.randrange(256) for _ in range(2 * n))
+            put("verify", bytes([sel | (20 << 2)]) + key + msg + changes)
     print("seed corpora written under fuzz/corpus/")
 
 

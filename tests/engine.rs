@@ -440,6 +440,23 @@ fn a_failed_refresh_keeps_the_keys_and_marks_nothing_lost() {
             .is_allow(),
         "stale keys still serve"
     );
+    // Issue 19, item 12: the error is current until a fetch succeeds, then
+    // history, told apart by the time of the last success.
+    let p = &info["providers"][0];
+    assert_eq!(p["failing"], json!(true));
+    assert_eq!(p["last_success_at"], json!(now / 1000));
+    assert_eq!(w.e.tick(&s, now + 70_000), vec![0]);
+    let body = all_jwks().to_string();
+    w.e.fetch_done(&s, &w.m, now + 70_000, 0, Doc::Jwks, &ok(&body))
+        .unwrap();
+    let info = w.e.info(&s, now + 70_001);
+    let p = &info["providers"][0];
+    assert!(p["last_error"]
+        .as_str()
+        .unwrap()
+        .contains("broken connection"));
+    assert_eq!(p["failing"], json!(false));
+    assert_eq!(p["last_success_at"], json!((now + 70_000) / 1000));
 }
 
 #[test]
@@ -1265,4 +1282,42 @@ fn a_flood_of_junk_kids_on_two_workers_costs_the_budget_and_rotation_still_passe
         .unwrap()
         .fetch_success;
     assert_eq!(after - before, fetches);
+}
+
+/// An ES256 token with the header given (signed with the test P-256 key).
+fn es256_with_header(header: Value) -> String {
+    use p256::ecdsa::signature::Signer;
+    let k = keys();
+    let sk = p256::ecdsa::SigningKey::from_slice(&k.p256.to_bytes()).unwrap();
+    let input = format!(
+        "{}.{}",
+        b64(header.to_string().as_bytes()),
+        b64(serde_json::to_string(&claims()).unwrap().as_bytes())
+    );
+    let sig: p256::ecdsa::Signature = sk.sign(input.as_bytes());
+    format!("{input}.{}", b64(&sig.to_bytes()))
+}
+
+#[test]
+fn allowed_types_keep_other_token_kinds_of_the_issuer_out() {
+    // Issue 19, item 5 (RFC 8725 section 3.11, RFC 9068).
+    let s = MemoryStore::default();
+    let mut w = Worker::new(config(r#","allowed_types":["at+jwt"]"#), "w1");
+    let mut open = Worker::new(config(""), "w2");
+    let now = now_ms();
+    w.load(&s, now, &all_jwks());
+    let at = es256_with_header(json!({"alg": "ES256", "kid": "p256", "typ": "at+jwt"}));
+    let app =
+        es256_with_header(json!({"alg": "ES256", "kid": "p256", "typ": "application/AT+JWT"}));
+    let logout = es256_with_header(json!({"alg": "ES256", "kid": "p256", "typ": "logout+jwt"}));
+    let plain = es256_with_header(json!({"alg": "ES256", "kid": "p256"}));
+    assert!(w.auth(&s, now, &at).is_allow());
+    assert!(w.auth(&s, now, &app).is_allow());
+    for t in [&logout, &plain] {
+        assert_eq!(w.auth(&s, now, t), Verdict::Deny(Refusal::UnsupportedType));
+    }
+    // Without allowed_types, any *+jwt and an absent typ still pass.
+    for t in [&at, &logout, &plain] {
+        assert!(open.auth(&s, now, t).is_allow());
+    }
 }

@@ -2,9 +2,11 @@
 //! `jose::Claims::parse`, on `src/token/json.rs`) against serde_json with the
 //! derived structs it replaced, on random documents and random mutations of
 //! them. They must agree on every document that is a JSON object: the same
-//! accept or refuse, and the same values. The one intended difference: a
+//! accept or refuse, and the same values. The intended differences: a
 //! header or claims set that is not an object (serde's derived structs also
-//! took a JSON array, field by field) is refused.
+//! took a JSON array, field by field) is refused, and so is a document with a
+//! member name repeated in any of its objects (serde_json keeps the last
+//! value; issue 19, item 3): the reference is serde_json plus [`NoDup`].
 
 mod common;
 
@@ -211,9 +213,83 @@ fn same_date(ours: Option<f64>, theirs: Option<f64>) -> bool {
     }
 }
 
+/// The duplicate rule, written independently of the reader under test: on a
+/// document serde_json accepts, whether some object repeats a member name
+/// (names compared after unescaping, as UTF-16 units), or has a name that is
+/// not text (a lone surrogate: the reader decodes every name to compare it).
+fn names_ok(doc: &str) -> bool {
+    enum Frame {
+        Object(std::collections::HashSet<Vec<u16>>),
+        Array,
+    }
+    let chars: Vec<char> = doc.chars().collect();
+    let mut stack: Vec<Frame> = Vec::new();
+    let mut i = 0;
+    while i < chars.len() {
+        match chars[i] {
+            '{' => stack.push(Frame::Object(Default::default())),
+            '[' => stack.push(Frame::Array),
+            '}' | ']' => {
+                stack.pop();
+            }
+            '"' => {
+                let mut units: Vec<u16> = Vec::new();
+                i += 1;
+                while chars[i] != '"' {
+                    if chars[i] == '\\' {
+                        i += 1;
+                        let c = match chars[i] {
+                            'u' => {
+                                let hex: String = chars[i + 1..i + 5].iter().collect();
+                                i += 4;
+                                units.push(u16::from_str_radix(&hex, 16).unwrap());
+                                i += 1;
+                                continue;
+                            }
+                            'n' => '\n',
+                            't' => '\t',
+                            'r' => '\r',
+                            'b' => '\u{8}',
+                            'f' => '\u{c}',
+                            other => other,
+                        };
+                        let mut buf = [0u16; 2];
+                        units.extend_from_slice(c.encode_utf16(&mut buf));
+                    } else {
+                        let mut buf = [0u16; 2];
+                        units.extend_from_slice(chars[i].encode_utf16(&mut buf));
+                    }
+                    i += 1;
+                }
+                let mut j = i + 1;
+                while j < chars.len() && chars[j].is_whitespace() {
+                    j += 1;
+                }
+                if let (Some(Frame::Object(seen)), Some(':')) = (stack.last_mut(), chars.get(j)) {
+                    if String::from_utf16(&units).is_err() || !seen.insert(units) {
+                        return false;
+                    }
+                }
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    true
+}
+
+/// serde_json's verdict, with the name rule on top.
+fn reference<T: de::DeserializeOwned>(doc: &str) -> Result<T, String> {
+    let t = serde_json::from_str::<T>(doc).map_err(|e| e.to_string())?;
+    if !names_ok(doc) {
+        return Err("a repeated member name".to_string());
+    }
+    Ok(t)
+}
+
 fn compare(doc: &str) {
     let is_object = doc.trim_start().starts_with('{');
-    let theirs = serde_json::from_str::<RefHeader>(doc);
+    let theirs = reference::<RefHeader>(doc);
     match Header::parse(doc) {
         Ok(h) => {
             let t =
@@ -232,7 +308,7 @@ fn compare(doc: &str) {
             "header refused, serde accepted: {doc}"
         ),
     }
-    let theirs = serde_json::from_str::<RefClaims>(doc);
+    let theirs = reference::<RefClaims>(doc);
     match Claims::parse(doc) {
         Ok(c) => {
             let t =
@@ -328,4 +404,21 @@ fn hand_picked_documents_agree() {
     ] {
         compare(doc);
     }
+}
+
+#[test]
+fn repeated_names_are_the_other_intended_difference() {
+    // Issue 19, item 3: serde_json keeps the last of two values; an upstream
+    // reading the forwarded payload may keep the first. Both readers here
+    // refuse, at any depth.
+    for doc in [
+        r#"{"exp":1,"scope":"read","scope":"admin"}"#,
+        r#"{"realm_access":{"roles":["a"],"roles":["admin"]}}"#,
+        r#"{"x":[{"k":1,"k":2}]}"#,
+    ] {
+        assert!(serde_json::from_str::<RefClaims>(doc).is_ok(), "{doc}");
+        assert!(Claims::parse(doc).is_err(), "{doc}");
+        assert!(!names_ok(doc), "{doc}");
+    }
+    assert!(Header::parse(r#"{"alg":"RS256","x-custom":1,"x-custom":2}"#).is_err());
 }

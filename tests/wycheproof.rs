@@ -1,5 +1,8 @@
 //! Wycheproof JWS vectors (`../shared/testvectors/wycheproof/`), run through
-//! this filter's key parsing, header policy and signature check.
+//! this filter's key parsing, token decoding (`jose::decode`, the request
+//! path's decoder), header policy and signature check. A vector whose
+//! payload is not a JWT claims set is refused by `jose::decode` (asserted);
+//! its signature is still checked, from the parts decoded here.
 //!
 //! For each vector the test computes the filter's verdict and compares it
 //! with Wycheproof's. Where the filter's policy decides before any signature
@@ -16,7 +19,13 @@ use jwt_jwks::authz::claims;
 use jwt_jwks::crypto::alg::{Alg, AlgSet};
 use jwt_jwks::crypto::key::SigError;
 use jwt_jwks::keys::jwks;
-use jwt_jwks::token::jose::Header;
+use jwt_jwks::token::jose::{self, DecodeError, Header};
+
+std::thread_local! {
+    /// Vectors `jose::decode` read up to the payload (none of Wycheproof's
+    /// payloads is a JWT claims set, so there it stops with `Claims`).
+    static DECODED: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
 use serde_json::Value;
 
 const VECTORS: &str = concat!(
@@ -48,6 +57,14 @@ const POLICY_DECIDES: &[(u64, &str)] = &[
     // algorithm (ES512 is); a key with an unknown `alg` is not loaded.
     (347, "key refused"),
     (351, "key refused"),
+    // An empty payload (RFC 7515 allows it) is not a JWT: jose::decode
+    // refuses a token whose middle part is empty.
+    (259, "malformed token: expected three dot-separated parts"),
+    (264, "malformed token: expected three dot-separated parts"),
+    (268, "malformed token: expected three dot-separated parts"),
+    (272, "malformed token: expected three dot-separated parts"),
+    (320, "malformed token: expected three dot-separated parts"),
+    (325, "malformed token: expected three dot-separated parts"),
 ];
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,6 +81,13 @@ fn verdict(keys: &Result<jwks::Parsed, jwks::JwksError>, jws: &Value) -> Verdict
     let Some(jws) = jws.as_str() else {
         return Verdict::Refused("not compact serialization".into());
     };
+    let mut scratch = jose::Scratch::default();
+    let decoded = jose::decode(jws, &mut scratch);
+    match &decoded {
+        Err(DecodeError::Claims) => DECODED.with(|c| c.set(c.get() + 1)),
+        Err(e) => return Verdict::Refused(e.describe().into()),
+        Ok(_) => {}
+    }
     let parts: Vec<&str> = jws.split('.').collect();
     let [h, p, s] = parts[..] else {
         return Verdict::Refused("not three parts".into());
@@ -88,6 +112,15 @@ fn verdict(keys: &Result<jwks::Parsed, jwks::JwksError>, jws: &Value) -> Verdict
         return Verdict::Refused("payload base64".into());
     }
     let signing_input = &jws[..h.len() + 1 + p.len()];
+    // What jose::decode made of it, when it took it, is what this test
+    // decoded itself: the request path reads tokens the same way.
+    if let Ok(d) = &decoded {
+        assert_eq!(d.signing_input, signing_input);
+        assert_eq!(d.signature, &sig[..]);
+        assert_eq!(&*d.header.alg, &*header.alg);
+        assert_eq!(d.header.kid.as_deref(), header.kid.as_deref());
+        DECODED.with(|c| c.set(c.get() + 1));
+    }
     let key = match header.kid.as_deref().and_then(|k| keys.set.find(k)) {
         Some(e) => &e.key,
         None => return Verdict::Refused("unknown kid".into()),
@@ -163,8 +196,14 @@ fn wycheproof_json_web_signature_vectors() {
         refused_by.get("bad signature").copied().unwrap_or(0) > 200,
         "{refused_by:?}"
     );
+    let decoded = DECODED.with(|c| c.get());
+    assert!(
+        decoded > 250,
+        "{decoded} vectors read by jose::decode up to the payload"
+    );
     eprintln!(
-        "wycheproof: {checked} vectors; {by_signature} decided by the signature check; \
+        "wycheproof: {checked} vectors ({decoded} read by jose::decode up to the payload); \
+         {by_signature} decided by the signature check; \
          valid vectors refused by policy: {}; invalid vectors refused by reason: {refused_by:?}",
         policy_seen.len()
     );

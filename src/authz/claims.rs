@@ -3,7 +3,7 @@
 #![forbid(unsafe_code)]
 
 use crate::authz::refusal::Refusal;
-use crate::config::ClaimsPolicy;
+use crate::config::{media_type, ClaimsPolicy};
 use crate::crypto::alg::{Alg, AlgSet};
 use crate::token::jose::{Claims, Header};
 
@@ -28,6 +28,20 @@ pub fn check_header(header: &Header, allowed: AlgSet) -> Result<Alg, Refusal> {
         }
     }
     Ok(alg)
+}
+
+/// A provider's `allowed_types` (normalised by [`media_type`]): when set,
+/// the token must carry one of them as `typ` (RFC 8725 section 3.11: tokens
+/// of other kinds from the same issuer, such as `logout+jwt` or
+/// `secevent+jwt`, are not access tokens). Empty: no further check.
+pub fn check_type(header: &Header, allowed: &[String]) -> Result<(), Refusal> {
+    if allowed.is_empty() {
+        return Ok(());
+    }
+    match &header.typ {
+        Some(t) if allowed.contains(&media_type(t)) => Ok(()),
+        _ => Err(Refusal::UnsupportedType),
+    }
 }
 
 /// Claims checks, with `clock_skew` applied to every time comparison.
@@ -236,5 +250,27 @@ mod tests {
         )
         .unwrap();
         assert_eq!(check_header(&h, allowed), Ok(Alg::RS256));
+    }
+
+    /// Issue 19, item 5: `allowed_types` per provider.
+    #[test]
+    fn allowed_types_restrict_typ_when_set() {
+        let mut h = header("RS256");
+        assert_eq!(check_type(&h, &[]), Ok(()), "unset: today's rule only");
+        let at = vec!["at+jwt".to_string()];
+        assert_eq!(
+            check_type(&h, &at),
+            Err(Refusal::UnsupportedType),
+            "typ required"
+        );
+        for ok in ["at+jwt", "AT+JWT", "application/at+jwt"] {
+            h.typ = Some(ok.into());
+            assert_eq!(check_type(&h, &at), Ok(()), "{ok}");
+        }
+        for bad in ["JWT", "logout+jwt", "secevent+jwt", "at+jwt2"] {
+            h.typ = Some(bad.into());
+            assert_eq!(check_type(&h, &at), Err(Refusal::UnsupportedType), "{bad}");
+        }
+        assert_eq!(media_type("Application/AT+JWT"), "at+jwt");
     }
 }

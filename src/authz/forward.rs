@@ -8,19 +8,26 @@ pub const MAX_HEADER_VALUE: usize = 8192;
 
 /// A claim as a header value: strings as-is, arrays joined with `,`,
 /// numbers and booleans as JSON text, objects as compact JSON. Control
-/// characters are removed so a claim can never inject a header.
+/// characters are removed so a claim can never inject a header. An array
+/// with an element that holds a comma is not forwarded: `["a,b"]` and
+/// `["a","b"]` would reach the upstream as the same value.
 pub fn header_value(v: &Value) -> Option<String> {
     let text = match v {
         Value::Null => return None,
         Value::String(s) => s.clone(),
-        Value::Array(a) => a
-            .iter()
-            .map(|e| match e {
-                Value::String(s) => s.clone(),
-                other => other.to_string(),
-            })
-            .collect::<Vec<_>>()
-            .join(","),
+        Value::Array(a) => {
+            let items: Vec<String> = a
+                .iter()
+                .map(|e| match e {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                })
+                .collect();
+            if items.iter().any(|i| i.contains(',')) {
+                return None;
+            }
+            items.join(",")
+        }
         other => other.to_string(),
     };
     let clean: String = text.chars().filter(|c| !c.is_control()).collect();
@@ -50,5 +57,19 @@ mod tests {
         assert_eq!(header_value(&json!("\u{0}\n")), None);
         assert_eq!(header_value(&json!(null)), None);
         assert_eq!(header_value(&json!("x".repeat(MAX_HEADER_VALUE + 1))), None);
+    }
+
+    /// Issue 19, item 4: joined arrays stay unambiguous.
+    #[test]
+    fn arrays_with_a_comma_in_an_element_are_not_forwarded() {
+        assert_eq!(header_value(&json!(["a,b"])), None);
+        assert_eq!(header_value(&json!(["a", "b"])).as_deref(), Some("a,b"));
+        assert_eq!(header_value(&json!([{"x": 1, "y": 2}])), None);
+        assert_eq!(header_value(&json!([[1, 2]])), None);
+        assert_eq!(
+            header_value(&json!("a,b")).as_deref(),
+            Some("a,b"),
+            "a string is one value"
+        );
     }
 }

@@ -72,7 +72,7 @@ impl Refusal {
             Refusal::Decode(e) => e.describe(),
             Refusal::AlgorithmNotAllowed => "token algorithm is not allowed",
             Refusal::UnsupportedCrit => "token has unsupported critical header parameters",
-            Refusal::UnsupportedType => "token type is not JWT",
+            Refusal::UnsupportedType => "token type (typ) is not accepted",
             Refusal::Expired => "token expired",
             Refusal::NotYetValid => "token is not valid yet (nbf)",
             Refusal::IssuedInFuture => "token issued in the future (iat)",

@@ -29,7 +29,7 @@ use rules::{ClaimPaths, Requirements, Rule};
 
 pub use admin::AdminConfig;
 pub use error::ConfigError;
-pub use provider::{parse_endpoint, ClaimsPolicy, Endpoint, Provider};
+pub use provider::{media_type, parse_endpoint, ClaimsPolicy, Endpoint, Provider};
 
 /// Which token field selects the key.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -123,6 +123,8 @@ pub const FIELDS: &[&str] = &[
     "audiences",
     "clock_skew",
     "max_token_age",
+    "allowed_types",
+    "require_jwk_alg",
     "uri_param_names",
     "cookie_names",
     "max_token_size",

@@ -66,6 +66,11 @@ pub struct Provider {
     pub max_jwks_size: usize,
     pub fallback: Option<Arc<FallbackKey>>,
     pub claims: ClaimsPolicy,
+    /// `typ` values a token must carry (lower case, no `application/`);
+    /// empty: any `JWT` or `*+jwt`, or none.
+    pub allowed_types: Vec<String>,
+    /// Every JWK must name its `alg` (`require_jwk_alg`).
+    pub require_jwk_alg: bool,
 }
 
 impl Provider {
@@ -82,6 +87,16 @@ impl Provider {
     /// `min_refresh_interval`, and never under one second.
     pub fn min_interval_s(&self) -> u64 {
         self.min_refresh_interval_s.max(1)
+    }
+}
+
+/// A `typ` as compared: lower case, without the optional `application/`
+/// prefix (RFC 7515 section 4.1.9).
+pub fn media_type(typ: &str) -> String {
+    let t = typ.to_ascii_lowercase();
+    match t.strip_prefix("application/") {
+        Some(rest) => rest.to_string(),
+        None => t,
     }
 }
 
@@ -106,6 +121,8 @@ pub const PROVIDER_FIELDS: &[&str] = &[
     "claims_to_verify",
     "clock_skew",
     "max_token_age",
+    "allowed_types",
+    "require_jwk_alg",
 ];
 
 const CLAIM_NAMES: &[&str] = &["exp", "nbf", "iat", "iss", "aud", "sub"];
@@ -269,6 +286,23 @@ fn parse_provider(f: &Fields, allowed: AlgSet, name: String) -> Result<Provider,
         None => vec!["exp".to_string()],
     };
     let has = |n: &str| listed.iter().any(|c| c == n);
+    let mut allowed_types = Vec::new();
+    for t in f.strings("allowed_types")?.unwrap_or_default() {
+        let m = media_type(&t);
+        if m != "jwt" && !m.ends_with("+jwt") {
+            return Err(f.err(
+                "allowed_types",
+                format!("{t:?} is not JWT or a *+jwt media type (e.g. at+jwt)"),
+            ));
+        }
+        if !allowed_types.contains(&m) {
+            allowed_types.push(m);
+        }
+    }
+    if f.has("allowed_types") && allowed_types.is_empty() {
+        return Err(f.err("allowed_types", "must list at least one type"));
+    }
+    let require_jwk_alg = f.bool_or("require_jwk_alg", false)?;
     let clock_skew_s = f.count_in("clock_skew", 60, 0, 3600)?;
     let max_token_age_s = match f.count("max_token_age")? {
         Some(0) => return Err(f.err("max_token_age", "must be at least 1 second")),
@@ -303,6 +337,8 @@ fn parse_provider(f: &Fields, allowed: AlgSet, name: String) -> Result<Provider,
         max_jwks_size,
         fallback,
         claims,
+        allowed_types,
+        require_jwk_alg,
     })
 }
 

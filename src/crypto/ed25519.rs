@@ -99,6 +99,12 @@ impl VerifyingKey {
     pub fn from_bytes(raw: &[u8]) -> Result<VerifyingKey, KeyRefusal> {
         let encoded: [u8; KEY_LEN] = raw.try_into().map_err(|_| KeyRefusal::Length)?;
         let a = decode_point(&encoded)?;
+        // A key with a torsion component (A = P + T, T of small order) is not
+        // a forgery risk with the cofactorless check, but no honest signer
+        // has one: refused at load (issue 19, item 8).
+        if !a.is_torsion_free() {
+            return Err(KeyRefusal::Weak);
+        }
         Ok(VerifyingKey {
             encoded,
             minus_a: -a,
@@ -204,6 +210,21 @@ mod tests {
             VerifyingKey::from_bytes(&minus_one).unwrap_err(),
             KeyRefusal::Weak
         );
+    }
+
+    #[test]
+    fn keys_with_a_torsion_component_are_weak() {
+        use curve25519_dalek::constants::EIGHT_TORSION;
+        let clean = ED25519_BASEPOINT_POINT * Scalar::from(12345u64);
+        assert!(VerifyingKey::from_bytes(clean.compress().as_bytes()).is_ok());
+        for t in EIGHT_TORSION.iter().skip(1) {
+            let mixed = clean + t;
+            assert!(!mixed.is_small_order());
+            assert_eq!(
+                VerifyingKey::from_bytes(mixed.compress().as_bytes()).unwrap_err(),
+                KeyRefusal::Weak
+            );
+        }
     }
 
     #[test]

@@ -168,6 +168,22 @@ pub fn decode_result(bytes: &[u8]) -> Option<(bool, String)> {
     Some((result, error))
 }
 
+/// What a `VerifySignatureResult` means. Envoy answers a signature that
+/// does not verify with `result: false` and the error
+/// `Failed to verify digest. Error code: 0` (`EVP_DigestVerify` returned 0);
+/// every other error (an unsupported hash, a key BoringSSL will not set up,
+/// an internal failure) means the host could not judge, and the caller
+/// checks in wasm instead, so that Envoy and Kong give the same verdict.
+pub fn verdict(result: bool, error: &str) -> Result<bool, String> {
+    if result {
+        return Ok(true);
+    }
+    if error.is_empty() || error == "Failed to verify digest. Error code: 0" {
+        return Ok(false);
+    }
+    Err(error.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -266,5 +282,23 @@ mod tests {
         assert_eq!(decode_result(&[0x0b]), None, "unknown wire type");
         assert_eq!(host_hash(Alg::PS256), None);
         assert_eq!(host_hash(Alg::ES512), Some("sha512"));
+    }
+
+    /// Issue 19, item 7: an error from the host is not a bad signature.
+    #[test]
+    fn host_errors_other_than_a_mismatch_fall_back_to_wasm() {
+        assert_eq!(verdict(true, ""), Ok(true));
+        assert_eq!(verdict(false, ""), Ok(false));
+        assert_eq!(
+            verdict(false, "Failed to verify digest. Error code: 0"),
+            Ok(false)
+        );
+        for e in [
+            "Failed to initialize digest verify.",
+            "sha3 is not supported.",
+            "Failed to verify digest. Error code: -1",
+        ] {
+            assert_eq!(verdict(false, e), Err(e.to_string()));
+        }
     }
 }

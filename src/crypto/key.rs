@@ -13,15 +13,30 @@ use crate::crypto::ecdsa::{P256Key, P384Key, P521Key};
 use crate::crypto::ed25519;
 use crate::crypto::host::{self, HostCrypto};
 use crate::crypto::pem::{PemError, PemKey};
+use crate::crypto::roca;
 use crate::crypto::rsa::{self, RsaKey};
 
 /// The smallest RSA modulus accepted (RFC 7518 section 3.3 and NIST).
 pub const MIN_RSA_BITS: usize = 2048;
 
+/// The largest RSA modulus accepted. A check costs about the square of the
+/// size; 8,192 bits is four times the usual key and sixteen times its cost,
+/// and no identity provider signs with more.
+pub const MAX_RSA_BITS: usize = 8192;
+
+/// The largest RSA public exponent accepted, in bits: BoringSSL's limit
+/// (`kMaxExponentBits`), so that Envoy's host check and the wasm check
+/// accept the same keys. 65537 has 17.
+pub const MAX_RSA_EXPONENT_BITS: usize = 33;
+
 /// Why a key could not be built.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KeyError {
     RsaTooSmall(usize),
+    RsaTooLarge(usize),
+    RsaExponentTooLarge(usize),
+    /// The modulus has the ROCA fingerprint (CVE-2017-15361).
+    RsaRoca,
     Invalid(&'static str),
     NotAllowed,
     Pem(PemError),
@@ -36,6 +51,19 @@ impl fmt::Display for KeyError {
                     "RSA key of {bits} bits is under the {MIN_RSA_BITS}-bit minimum"
                 )
             }
+            KeyError::RsaTooLarge(bits) => {
+                write!(
+                    f,
+                    "RSA key of {bits} bits is over the {MAX_RSA_BITS}-bit maximum"
+                )
+            }
+            KeyError::RsaExponentTooLarge(bits) => write!(
+                f,
+                "RSA exponent of {bits} bits is over the {MAX_RSA_EXPONENT_BITS}-bit maximum"
+            ),
+            KeyError::RsaRoca => f.write_str(
+                "RSA modulus has the ROCA fingerprint (CVE-2017-15361): its private key can be computed",
+            ),
             KeyError::Invalid(what) => write!(f, "invalid key: {what}"),
             KeyError::NotAllowed => {
                 f.write_str("key type matches no algorithm in allowed_algorithms")
@@ -101,6 +129,16 @@ impl PublicKey {
         let bits = bit_length(n);
         if bits < MIN_RSA_BITS {
             return Err(KeyError::RsaTooSmall(bits));
+        }
+        if bits > MAX_RSA_BITS {
+            return Err(KeyError::RsaTooLarge(bits));
+        }
+        let e_bits = bit_length(e);
+        if e_bits > MAX_RSA_EXPONENT_BITS {
+            return Err(KeyError::RsaExponentTooLarge(e_bits));
+        }
+        if roca::vulnerable(n) {
+            return Err(KeyError::RsaRoca);
         }
         let algs = algs.intersect(AlgSet::family(KeyFamily::Rsa));
         if algs.is_empty() {
@@ -310,6 +348,33 @@ mod tests {
         assert_eq!(
             PublicKey::rsa(&n, &[1, 0, 1], AlgSet::of(&[Alg::RS256])).unwrap_err(),
             KeyError::RsaTooSmall(1024)
+        );
+    }
+
+    /// Issue 19, item 2: keys that cost 100-150x a normal check, or that
+    /// Envoy's BoringSSL would refuse, are refused at load with the reason.
+    #[test]
+    fn oversized_rsa_moduli_and_exponents_are_refused() {
+        let algs = AlgSet::of(&[Alg::RS256]);
+        let mut n = vec![0xffu8; 1025]; // 8,200 bits
+        assert_eq!(
+            PublicKey::rsa(&n, &[1, 0, 1], algs).unwrap_err(),
+            KeyError::RsaTooLarge(8200)
+        );
+        n.truncate(1024); // 8,192 bits: accepted
+        assert!(PublicKey::rsa(&n, &[1, 0, 1], algs).is_ok());
+        let n = vec![0xffu8; 256];
+        // 2^33 - 1 (33 bits) is the largest exponent; 2^33 + 1 is refused.
+        let e33 = [0x01, 0xff, 0xff, 0xff, 0xff];
+        assert!(PublicKey::rsa(&n, &e33, algs).is_ok());
+        let e34 = [0x02, 0x00, 0x00, 0x00, 0x01];
+        let err = PublicKey::rsa(&n, &e34, algs).unwrap_err();
+        assert_eq!(err, KeyError::RsaExponentTooLarge(34));
+        assert!(err.to_string().contains("33-bit maximum"), "{err}");
+        let e64 = [0xff; 8];
+        assert_eq!(
+            PublicKey::rsa(&n, &e64, algs).unwrap_err(),
+            KeyError::RsaExponentTooLarge(64)
         );
     }
 

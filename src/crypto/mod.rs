@@ -11,4 +11,5 @@ pub mod ed25519;
 pub mod host;
 pub mod key;
 pub mod pem;
+pub mod roca;
 pub mod rsa;

@@ -99,9 +99,15 @@ impl<'a> Der<'a> {
             }
             let (digits, after) = rest.split_at_checked(count).ok_or(bad.clone())?;
             rest = after;
-            digits
+            let len = digits
                 .iter()
-                .fold(0usize, |acc, d| (acc << 8) | usize::from(*d))
+                .fold(0usize, |acc, d| (acc << 8) | usize::from(*d));
+            // DER: the shortest form only (no leading zero octet, and the
+            // long form only from 128 on).
+            if digits.first() == Some(&0) || len < 0x80 {
+                return Err(PemError::Der("non-minimal length"));
+            }
+            len
         };
         let (content, after) = rest.split_at_checked(len).ok_or(bad)?;
         self.rest = after;
@@ -114,6 +120,10 @@ impl<'a> Der<'a> {
         match c.first() {
             None => Err(PemError::Der(what)),
             Some(b) if b & 0x80 != 0 => Err(PemError::Der("negative integer")),
+            // DER: no leading zero octet unless the next one has its top bit.
+            Some(0) if c.get(1).is_some_and(|b| b & 0x80 == 0) => {
+                Err(PemError::Der("non-minimal integer"))
+            }
             Some(_) => {
                 let skip = c.iter().take_while(|b| **b == 0).count();
                 Ok(c.get(skip..).unwrap_or_default().to_vec())
@@ -340,6 +350,46 @@ mod tests {
         assert_eq!(
             parse(&armor("PUBLIC KEY", &neg)),
             Err(PemError::Der("negative integer"))
+        );
+    }
+
+    /// Issue 19, item 9: only DER's one encoding is read (no BER leniency),
+    /// so a key has one accepted byte form.
+    #[test]
+    fn non_minimal_lengths_and_integers_are_refused() {
+        let n = modulus();
+        // PKCS#1: SEQUENCE { INTEGER n, INTEGER e } with n's leading 0x00.
+        let mut int_n = vec![0x02, 0x82, 0x01, 0x01, 0x00];
+        int_n.extend_from_slice(&n);
+        let int_e = [0x02, 0x03, 0x01, 0x00, 0x01];
+        let body: Vec<u8> = [int_n.clone(), int_e.to_vec()].concat();
+        let mut good = vec![0x30, 0x82];
+        good.extend_from_slice(&u16::try_from(body.len()).unwrap().to_be_bytes());
+        good.extend_from_slice(&body);
+        assert!(parse(&armor("RSA PUBLIC KEY", &good)).is_ok());
+        // The same with e written 00 01 00 01 (a leading zero it does not need).
+        let padded_e = [0x02, 0x04, 0x00, 0x01, 0x00, 0x01];
+        let body2: Vec<u8> = [int_n, padded_e.to_vec()].concat();
+        let mut bad = vec![0x30, 0x82];
+        bad.extend_from_slice(&u16::try_from(body2.len()).unwrap().to_be_bytes());
+        bad.extend_from_slice(&body2);
+        assert_eq!(
+            parse(&armor("RSA PUBLIC KEY", &bad)),
+            Err(PemError::Der("non-minimal integer"))
+        );
+        // A length in four octets where two do.
+        let mut long = vec![0x30, 0x84, 0x00, 0x00];
+        long.extend_from_slice(&u16::try_from(body.len()).unwrap().to_be_bytes());
+        long.extend_from_slice(&body);
+        assert_eq!(
+            parse(&armor("RSA PUBLIC KEY", &long)),
+            Err(PemError::Der("non-minimal length"))
+        );
+        // A short length in the long form (0x81 0x05 instead of 0x05).
+        let short_long = [0x30, 0x81, 0x05, 0x02, 0x01, 0x01, 0x02, 0x00];
+        assert_eq!(
+            parse(&armor("RSA PUBLIC KEY", &short_long)),
+            Err(PemError::Der("non-minimal length"))
         );
     }
 }

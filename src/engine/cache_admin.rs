@@ -87,6 +87,8 @@ impl Engine {
                 "kids_proved_absent": st.absent_kids.iter().filter(|a| a.until_ms > now_ms).count(),
                 "last_error": st.last_error,
                 "last_error_at": secs(st.last_error_at_ms),
+                "last_success_at": secs(st.last_success_ms),
+                "failing": st.last_error.is_some() && st.last_error_at_ms > st.last_success_ms,
                 "skipped_keys": st.skipped,
                 "fallback_key": p.fallback.is_some(),
                 "cache_ttl": p.cache_ttl_s,

@@ -229,6 +229,7 @@ impl Engine {
         }
         let provider = self.cfg.providers.get(idx).ok_or(Refusal::Issuer)?;
         claims::check_claims(&d.claims, &provider.claims, now_s)?;
+        claims::check_type(d.header, &provider.allowed_types)?;
         let max_age = provider.claims.max_token_age_s;
         if let Some(wait) = self.verify_signature(store, metrics, now_ms, &d, alg, idx, may_wait)? {
             return Ok((wait, None));

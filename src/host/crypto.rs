@@ -15,9 +15,10 @@ impl HostCrypto for EnvoyCrypto {
         match hostcalls::call_foreign_function("verify_signature", Some(args)) {
             // An empty answer is a result of `false` with no error text.
             Ok(None) => Ok(false),
-            Ok(Some(bytes)) => host::decode_result(&bytes)
-                .map(|(ok, _)| ok)
-                .ok_or_else(|| "unreadable verify_signature result".to_string()),
+            Ok(Some(bytes)) => match host::decode_result(&bytes) {
+                Some((ok, error)) => host::verdict(ok, &error),
+                None => Err("unreadable verify_signature result".to_string()),
+            },
             Err(status) => Err(format!("verify_signature: {status:?}")),
         }
     }

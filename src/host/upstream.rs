@@ -29,11 +29,15 @@ pub(crate) fn strip_token(cfg: &Config, source: &Source, envoy: bool) {
             match hostcalls::get_map_value_bytes(MapType::HttpRequestHeaders, ":path") {
                 Ok(Some(path)) => {
                     let stripped = find::path_without_param(&path, name);
-                    hostcalls::set_map_value_bytes(
+                    let set = hostcalls::set_map_value_bytes(
                         MapType::HttpRequestHeaders,
                         ":path",
                         Some(&stripped),
-                    )
+                    );
+                    if !envoy {
+                        strip_nginx_query(&stripped, name);
+                    }
+                    set
                 }
                 other => other.map(drop),
             }
@@ -54,5 +58,34 @@ pub(crate) fn strip_token(cfg: &Config, source: &Source, envoy: bool) {
     };
     if let Err(e) = result {
         log::warn!("jwt_jwks: removing the token before the upstream failed: {e:?}");
+    }
+}
+
+/// ngx_wasm_module applies a new `:path` to nginx's URI, but leaves `$args`
+/// when the new path has no query, and never marks the original request
+/// line stale: `proxy_pass` without a URI part then sends that line, token
+/// and all. Setting `$args` does both (nginx's `set_args` handler clears
+/// `valid_unparsed_uri`). Kong proxies to `$upstream_uri`, which its router
+/// set before the filter ran: the parameter is removed there too. Either
+/// variable may be absent (plain nginx has no `$upstream_uri`): then there
+/// is nothing to change.
+fn strip_nginx_query(stripped_path: &[u8], name: &str) {
+    let query = stripped_path
+        .iter()
+        .position(|b| *b == b'?')
+        .and_then(|q| stripped_path.get(q + 1..))
+        .unwrap_or_default();
+    if let Err(e) = hostcalls::set_property(vec!["ngx", "args"], Some(query)) {
+        log::warn!("jwt_jwks: setting $args after removing the token failed: {e:?}");
+    }
+    if let Ok(Some(uri)) = hostcalls::get_property(vec!["ngx", "upstream_uri"]) {
+        if !uri.is_empty() {
+            let kept = find::path_without_param(&uri, name);
+            if kept != uri {
+                if let Err(e) = hostcalls::set_property(vec!["ngx", "upstream_uri"], Some(&kept)) {
+                    log::warn!("jwt_jwks: setting $upstream_uri failed: {e:?}");
+                }
+            }
+        }
     }
 }

@@ -116,10 +116,24 @@ fn fixed(jwk: &Value, name: &str, len: usize) -> Result<Vec<u8>, String> {
     Ok(v)
 }
 
+/// How a JWKS is read.
+#[derive(Debug, Clone, Copy)]
+pub struct Rules {
+    pub allowed: AlgSet,
+    /// Keys kept, the first ones in document order.
+    pub max_keys: usize,
+    /// Skip a JWK without `alg` (`require_jwk_alg`), instead of letting it
+    /// serve every allowed algorithm of its type.
+    pub require_alg: bool,
+}
+
 /// Builds one key, or says why not.
-fn build_key(jwk: &Value, allowed: AlgSet) -> Result<PublicKey, String> {
+fn build_key(jwk: &Value, allowed: AlgSet, require_alg: bool) -> Result<PublicKey, String> {
     if !jwk.is_object() {
         return Err("not a JSON object".into());
+    }
+    if require_alg && matches!(jwk.get("alg"), None | Some(Value::Null)) {
+        return Err("no \"alg\" (require_jwk_alg)".into());
     }
     if let Some(u) = jwk.get("use") {
         if u.as_str() != Some("sig") {
@@ -185,6 +199,23 @@ fn build_key(jwk: &Value, allowed: AlgSet) -> Result<PublicKey, String> {
 /// so a token can never be verified by "the other" key of that id; at most
 /// `max_keys` keys are kept, the first ones in document order.
 pub fn parse(bytes: &[u8], allowed: AlgSet, max_keys: usize) -> Result<Parsed, JwksError> {
+    parse_with(
+        bytes,
+        Rules {
+            allowed,
+            max_keys,
+            require_alg: false,
+        },
+    )
+}
+
+/// [`parse`] with every rule spelled out.
+pub fn parse_with(bytes: &[u8], rules: Rules) -> Result<Parsed, JwksError> {
+    let Rules {
+        allowed,
+        max_keys,
+        require_alg,
+    } = rules;
     let doc: Value = serde_json::from_slice(bytes).map_err(|_| JwksError::NotJson)?;
     let keys = doc
         .get("keys")
@@ -195,7 +226,7 @@ pub fn parse(bytes: &[u8], allowed: AlgSet, max_keys: usize) -> Result<Parsed, J
         .iter()
         .map(|jwk| {
             let kid = jwk.get("kid").and_then(Value::as_str).map(str::to_string);
-            (kid, build_key(jwk, allowed), jwk)
+            (kid, build_key(jwk, allowed, require_alg), jwk)
         })
         .collect();
 
@@ -377,5 +408,29 @@ mod tests {
         let again = parse(p.set.to_document().to_string().as_bytes(), all(), 10).unwrap();
         assert_eq!(again.set.kids(), vec!["a"]);
         assert!(again.skipped.is_empty());
+    }
+
+    /// Issue 19, item 10: `require_jwk_alg` skips keys that would serve
+    /// every algorithm of their type.
+    #[test]
+    fn require_jwk_alg_skips_keys_without_alg() {
+        let doc = format!(
+            r#"{{"keys":[{},{}]}}"#,
+            rsa("a", ""),
+            rsa("b", r#","alg":"RS256""#)
+        );
+        let all = AlgSet::of(&Alg::ALL);
+        let loose = parse(doc.as_bytes(), all, 10).unwrap();
+        assert_eq!(loose.set.len(), 2);
+        let rules = Rules {
+            allowed: all,
+            max_keys: 10,
+            require_alg: true,
+        };
+        let strict = parse_with(doc.as_bytes(), rules).unwrap();
+        assert_eq!(strict.set.len(), 1);
+        assert!(strict.set.find("b").is_some());
+        assert_eq!(strict.skipped[0].kid.as_deref(), Some("a"));
+        assert!(strict.skipped[0].reason.contains("require_jwk_alg"));
     }
 }

@@ -94,6 +94,9 @@ pub struct FetchState {
     pub not_modified: u64,
     pub last_error: Option<String>,
     pub last_error_at_ms: u64,
+    /// When a fetch last succeeded (a clear keeps it): an error older than
+    /// this is history, not the current state.
+    pub last_success_ms: u64,
     pub skipped: Vec<SkippedKey>,
     /// Set by an admin clear: no scheduled refetch until a request needs
     /// keys (the next request fetches, as on a cold start).

@@ -307,7 +307,12 @@ pub fn evaluate(answer: &Answer, p: &Provider, allowed: AlgSet) -> Result<Fetche
         return Ok(Fetched::NotModified);
     }
     let body = answer.body.unwrap_or_default();
-    jwks::parse(body, allowed, p.max_cache_size)
+    let rules = jwks::Rules {
+        allowed,
+        max_keys: p.max_cache_size,
+        require_alg: p.require_jwk_alg,
+    };
+    jwks::parse_with(body, rules)
         .map(Fetched::Keys)
         .map_err(|e| e.to_string())
 }
@@ -395,6 +400,7 @@ pub fn complete(
         s.attempt = 0;
         s.next_attempt_ms = 0;
         s.fetch_success += 1;
+        s.last_success_ms = now_ms;
         if not_modified {
             s.not_modified += 1;
             // A 304 may carry new validators (RFC 9110 section 15.4.5).

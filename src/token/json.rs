@@ -10,9 +10,11 @@
 
 use std::borrow::Cow;
 
-/// Deeper nesting is refused (serde_json's limit too), so that skipping a
-/// value never recurses without bound.
-const MAX_DEPTH: u32 = 128;
+/// Deeper nesting is refused, so that skipping a value never recurses
+/// without bound. 127 is what serde_json reads into a `Value` (its recursion
+/// limit of 128 counts from zero), so every claims set this reader accepts is
+/// one the rules and `claims_to_headers` can read too.
+pub const MAX_DEPTH: u32 = 127;
 
 /// Why a document was refused. Callers only need to know that it was.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,6 +34,9 @@ pub struct Reader<'a> {
     src: &'a str,
     pos: usize,
     depth: u32,
+    /// The member names of the objects being read, innermost last, so that
+    /// a name repeated in any object (read or skipped) is refused.
+    keys: Vec<Cow<'a, str>>,
 }
 
 impl<'a> Reader<'a> {
@@ -40,6 +45,41 @@ impl<'a> Reader<'a> {
             src,
             pos: 0,
             depth: 0,
+            keys: Vec::new(),
+        }
+    }
+
+    /// The members of the object at the cursor: each key (decoded, so that
+    /// `"a"` and `"\u0061"` are one name) goes to `member`, which consumes the
+    /// value. A name that appears twice is `Error::Duplicate` (issue 19:
+    /// readers that keep the first and the last value would disagree).
+    fn members(
+        &mut self,
+        mut member: impl FnMut(&mut Reader<'a>, &str) -> Result<()>,
+    ) -> Result<()> {
+        let frame = self.keys.len();
+        self.items(b'{', b'}', |r| {
+            if r.next_token() != Some(b'"') {
+                return Err(Error::Syntax);
+            }
+            let key = r.string_body()?;
+            r.expect(b':')?;
+            member(r, &key)?;
+            r.keys.push(key);
+            Ok(())
+        })?;
+        let distinct = match self.keys.get_mut(frame..) {
+            Some(names) if names.len() > 1 => {
+                names.sort_unstable();
+                names.windows(2).all(|w| w.first() != w.get(1))
+            }
+            _ => true,
+        };
+        self.keys.truncate(frame);
+        if distinct {
+            Ok(())
+        } else {
+            Err(Error::Duplicate)
         }
     }
 
@@ -101,16 +141,9 @@ impl<'a> Reader<'a> {
     /// consume the value (read it or [`Reader::skip`] it).
     pub fn object(
         &mut self,
-        mut member: impl FnMut(&mut Reader<'a>, &str) -> Result<()>,
+        member: impl FnMut(&mut Reader<'a>, &str) -> Result<()>,
     ) -> Result<()> {
-        self.items(b'{', b'}', |r| {
-            if r.next_token() != Some(b'"') {
-                return Err(Error::Syntax);
-            }
-            let key = r.string_body()?;
-            r.expect(b':')?;
-            member(r, &key)
-        })
+        self.members(member)
     }
 
     /// Reads an array, calling `element` for each element, which must
@@ -347,14 +380,7 @@ impl<'a> Reader<'a> {
     }
 
     fn skip_object(&mut self) -> Result<()> {
-        self.items(b'{', b'}', |r| {
-            if r.next_token() != Some(b'"') {
-                return Err(Error::Syntax);
-            }
-            r.skip_string()?;
-            r.expect(b':')?;
-            r.skip()
-        })
+        self.members(|r, _| r.skip())
     }
 
     /// Moves over the string at the current quote, checking its grammar.
@@ -448,8 +474,8 @@ mod tests {
     #[test]
     fn nesting_is_bounded() {
         let deep = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
-        assert_eq!(skip_all(&deep(128)), Ok(()));
-        assert_eq!(skip_all(&deep(129)), Err(Error::Syntax));
+        assert_eq!(skip_all(&deep(127)), Ok(()));
+        assert_eq!(skip_all(&deep(128)), Err(Error::Syntax));
         assert_eq!(skip_all(&deep(100_000)), Err(Error::Syntax));
     }
 
@@ -490,18 +516,64 @@ mod tests {
 
     #[test]
     fn objects_hand_over_each_member() {
-        let mut r = Reader::new(r#"{"a":1,"b":"x","c":[true],"a":2}"#);
+        let mut r = Reader::new(r#"{"a":1,"b":"x","c":[true],"d":2}"#);
         let mut seen = Vec::new();
         r.object(|r, k| {
             seen.push(k.to_string());
             r.skip()
         })
         .unwrap();
-        assert_eq!(seen, ["a", "b", "c", "a"]);
+        assert_eq!(seen, ["a", "b", "c", "d"]);
         assert_eq!(Reader::new("[1]").object(|r, _| r.skip()), Err(Error::Type));
         let mut bits = 0;
         assert_eq!(once(&mut bits, 1), Ok(()));
         assert_eq!(once(&mut bits, 2), Ok(()));
         assert_eq!(once(&mut bits, 1), Err(Error::Duplicate));
+    }
+
+    /// Issue 19, item 6: the reader and serde_json's `Value` (which the
+    /// route rules read) agree on how deep a document may nest.
+    #[test]
+    fn nesting_limit_matches_serde_json_value() {
+        for n in [1usize, 2, 126, 127, 128, 129, 200] {
+            let doc = format!("{}{}", "[".repeat(n), "]".repeat(n));
+            let ours = skip_all(&doc).is_ok();
+            let serde = serde_json::from_str::<serde_json::Value>(&doc).is_ok();
+            assert_eq!(ours, serde, "depth {n}");
+        }
+        assert_eq!(MAX_DEPTH, 127);
+    }
+
+    /// Issue 19, item 3: a member name repeated in any object, top level or
+    /// nested, read or skipped, escaped or not, is refused.
+    #[test]
+    fn repeated_member_names_are_refused_at_every_level() {
+        let read_all = |text: &str| Reader::new(text).object(|r, _| r.skip());
+        assert_eq!(
+            read_all(r#"{"scope":"a","x":1,"scope":"b"}"#),
+            Err(Error::Duplicate)
+        );
+        assert_eq!(
+            read_all(r#"{"roles":1,"rol\u0065s":2}"#),
+            Err(Error::Duplicate)
+        );
+        assert_eq!(
+            read_all(r#"{"realm_access":{"roles":["a"],"roles":["admin"]}}"#),
+            Err(Error::Duplicate)
+        );
+        assert_eq!(
+            skip_all(r#"[{"a":1},{"b":{"c":1,"c":2}}]"#),
+            Err(Error::Duplicate)
+        );
+        // the same name in sibling or nested objects is fine
+        assert_eq!(
+            read_all(r#"{"a":{"a":{"a":1}},"b":{"a":2},"c":[{"a":3},{"a":4}]}"#),
+            Ok(())
+        );
+        // many members: refused or not in n log n, whatever the order
+        let many: Vec<String> = (0..1200).map(|i| format!("\"k{i}\":0")).collect();
+        assert_eq!(read_all(&format!("{{{}}}", many.join(","))), Ok(()));
+        let dup = format!("{{{},\"k7\":1}}", many.join(","));
+        assert_eq!(read_all(&dup), Err(Error::Duplicate));
     }
 }

@@ -476,3 +476,22 @@ def test_discovery_of_another_issuer_is_refused_and_said(host, jwks_server):
     p = cache_info(env)["providers"][0]
     assert "https://evil.kong.test" in (p["discovery"]["last_error"] or ""), p
     assert wait_for(lambda: "is not one of the provider's issuers" in env.log_text())
+
+
+# ------------------------------------- query-parameter tokens (issue 19, 13)
+@pytest.mark.parametrize("kong_like", [False, True])
+def test_a_query_parameter_token_never_reaches_the_upstream(host, jwks_server, kong_like):
+    # proxy_pass without a URI part sends nginx's original request line
+    # unless $args changed; Kong proxies to $upstream_uri, which it builds
+    # from the route's path and $args. The filter sets $args (and an
+    # $upstream_uri already built), so neither carries the token on.
+    key = jose.rsa_key(kid="k1")
+    jwks = jwks_server(jose.jwks(key))
+    env = host({"main": cfg(jwks, forward_token=False)}, kong_upstream_uri=kong_like)
+    token = jose.sign(key, "RS256")
+    for path, want in [("/whoami?a=1&jwt=%s" % token, "/whoami?a=1"),
+                       ("/whoami?jwt=%s" % token, "/whoami"),
+                       ("/whoami?jwt=%s&b=2" % token, "/whoami?b=2")]:
+        seen = assert_allowed(env.request("main", "GET", path))
+        assert seen["path"] == want, (kong_like, path, seen["path"])
+        assert token not in seen["path"]

@@ -58,8 +58,12 @@ def filter_config_text(cfg):
 
 
 def nginx_conf(workdir, wasm_path, listeners, upstream_port, workers=1, log_path=None,
-               log_level="info", shm_size="16m", tls_ca=None, extra_wasm=(), extra_http=()):
-    """listeners: list of (name, port, filter_config or None)."""
+               log_level="info", shm_size="16m", tls_ca=None, extra_wasm=(), extra_http=(),
+               kong_upstream_uri=False):
+    """listeners: list of (name, port, filter_config or None). With
+    kong_upstream_uri, the location proxies like Kong's template, to
+    `$upstream_uri`, which Kong builds from the router's path and `?$args`
+    (`kong/runloop/handler.lua`, access phase); here `$uri$is_args$args`."""
     tmp = os.path.join(workdir, "tmp")
     lines = [
         "daemon off;",
@@ -107,13 +111,16 @@ def nginx_conf(workdir, wasm_path, listeners, upstream_port, workers=1, log_path
             "        listen %s:%d;" % (HOST, port),
             "        location / {",
         ]
+        if kong_upstream_uri:
+            lines.append("            set $upstream_uri $uri$is_args$args;")
         if cfg is not None:
             lines.append("            proxy_wasm %s %s;" % (WASM_FILTER_NAME,
                                                           nginx_quote(filter_config_text(cfg))))
         lines += [
             "            proxy_http_version 1.1;",
             "            proxy_set_header Connection \"\";",
-            "            proxy_pass http://%s:%d;" % (HOST, upstream_port),
+            "            proxy_pass http://%s:%d%s;" % (HOST, upstream_port,
+                                                "$upstream_uri" if kong_upstream_uri else ""),
             "        }",
             "    }",
         ]
@@ -128,7 +135,8 @@ class Nginx(procs.ServerProcess):
                  jwks_servers=(), clusters=(), concurrency=1, log_level="info",
                  component_log_level=None, extra_args=(), name="nginx",
                  static_config=None, admin_port=None, access_logs=None,
-                 shm_size="16m", extra_wasm=(), extra_http=()):
+                 shm_size="16m", extra_wasm=(), extra_http=(), kong_upstream_uri=False):
+        self.kong_upstream_uri = kong_upstream_uri
         # Envoy access logs print filter state (the identity property), which
         # this host does not have: accepted here, refused when read.
         self.access_logs = dict(access_logs or {})
@@ -183,6 +191,7 @@ class Nginx(procs.ServerProcess):
                 self.upstream_port, workers=self.concurrency, log_path=self.log_path,
                 log_level=self.log_level, shm_size=self.shm_size, tls_ca=self.tls_ca(),
                 extra_wasm=self.extra_wasm, extra_http=self.extra_http,
+                kong_upstream_uri=self.kong_upstream_uri,
             )
         with open(self.config_path, "w") as f:
             f.write(text)
