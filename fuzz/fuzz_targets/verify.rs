@@ -100,12 +100,12 @@ fuzz_target!(|data: &[u8]| {
             let comps = kp.public_key().to_components();
             let der = kp.to_der().unwrap();
             let (alg, token) = match secret[0] % 6 {
-                0 => (Alg::RS256, kp.sign(Claims::with_custom_claims(input.clone(), Duration::from_hours(1)))),
-                1 => (Alg::RS384, RS384KeyPair::from_der(&der).unwrap().sign(Claims::with_custom_claims(input.clone(), Duration::from_hours(1)))),
-                2 => (Alg::RS512, RS512KeyPair::from_der(&der).unwrap().sign(Claims::with_custom_claims(input.clone(), Duration::from_hours(1)))),
-                3 => (Alg::PS256, PS256KeyPair::from_der(&der).unwrap().sign(Claims::with_custom_claims(input.clone(), Duration::from_hours(1)))),
-                4 => (Alg::PS384, PS384KeyPair::from_der(&der).unwrap().sign(Claims::with_custom_claims(input.clone(), Duration::from_hours(1)))),
-                _ => (Alg::PS512, PS512KeyPair::from_der(&der).unwrap().sign(Claims::with_custom_claims(input.clone(), Duration::from_hours(1)))),
+                0 => (Alg::RS256, kp.sign(Claims::with_custom_claims(serde_json::json!({ "m": input }), Duration::from_hours(1)))),
+                1 => (Alg::RS384, RS384KeyPair::from_der(&der).unwrap().sign(Claims::with_custom_claims(serde_json::json!({ "m": input }), Duration::from_hours(1)))),
+                2 => (Alg::RS512, RS512KeyPair::from_der(&der).unwrap().sign(Claims::with_custom_claims(serde_json::json!({ "m": input }), Duration::from_hours(1)))),
+                3 => (Alg::PS256, PS256KeyPair::from_der(&der).unwrap().sign(Claims::with_custom_claims(serde_json::json!({ "m": input }), Duration::from_hours(1)))),
+                4 => (Alg::PS384, PS384KeyPair::from_der(&der).unwrap().sign(Claims::with_custom_claims(serde_json::json!({ "m": input }), Duration::from_hours(1)))),
+                _ => (Alg::PS512, PS512KeyPair::from_der(&der).unwrap().sign(Claims::with_custom_claims(serde_json::json!({ "m": input }), Duration::from_hours(1)))),
             };
             let token = token.unwrap();
             let (signing_input, sig) = token.rsplit_once('.').unwrap();
@@ -115,12 +115,12 @@ fuzz_target!(|data: &[u8]| {
             let key = PublicKey::rsa(&comps.n, &comps.e, AlgSet::of(&[alg])).unwrap();
             let pk = kp.public_key();
             let theirs = match alg {
-                Alg::RS256 => pk.verify_token::<String>(&mutated, None).is_ok(),
-                Alg::RS384 => RS384PublicKey::from_der(&pk.to_der().unwrap()).unwrap().verify_token::<String>(&mutated, None).is_ok(),
-                Alg::RS512 => RS512PublicKey::from_der(&pk.to_der().unwrap()).unwrap().verify_token::<String>(&mutated, None).is_ok(),
-                Alg::PS256 => PS256PublicKey::from_der(&pk.to_der().unwrap()).unwrap().verify_token::<String>(&mutated, None).is_ok(),
-                Alg::PS384 => PS384PublicKey::from_der(&pk.to_der().unwrap()).unwrap().verify_token::<String>(&mutated, None).is_ok(),
-                _ => PS512PublicKey::from_der(&pk.to_der().unwrap()).unwrap().verify_token::<String>(&mutated, None).is_ok(),
+                Alg::RS256 => pk.verify_token::<serde_json::Value>(&mutated, None).is_ok(),
+                Alg::RS384 => RS384PublicKey::from_der(&pk.to_der().unwrap()).unwrap().verify_token::<serde_json::Value>(&mutated, None).is_ok(),
+                Alg::RS512 => RS512PublicKey::from_der(&pk.to_der().unwrap()).unwrap().verify_token::<serde_json::Value>(&mutated, None).is_ok(),
+                Alg::PS256 => PS256PublicKey::from_der(&pk.to_der().unwrap()).unwrap().verify_token::<serde_json::Value>(&mutated, None).is_ok(),
+                Alg::PS384 => PS384PublicKey::from_der(&pk.to_der().unwrap()).unwrap().verify_token::<serde_json::Value>(&mutated, None).is_ok(),
+                _ => PS512PublicKey::from_der(&pk.to_der().unwrap()).unwrap().verify_token::<serde_json::Value>(&mutated, None).is_ok(),
             };
             assert_eq!(ours(&key, alg, signing_input, &raw), theirs, "{alg:?}");
         }
