@@ -179,7 +179,7 @@ def measure_all(ctx, args):
     os.chmod(wrapper, 0o755)
     ctx.envoy_bin = wrapper
     scenarios = [s for s in SCENARIOS if s == "none" or not args.only or s in args.only]
-    if not args.alt:
+    if not args.alt and "wasm_alt" in scenarios:
         scenarios.remove("wasm_alt")
     listeners = [(s, bench.scenario_filters(ctx, s, srv, set())) for s in scenarios]
     env = bench.make_envoy(ctx, "callgrind-envoy", listeners, [srv])

@@ -770,60 +770,37 @@ mod tests {
             provider(r#","min_refresh_interval":30"#),
         );
         fetch_ok(&s, &n, &p, 0);
+        let ask = |at: u64, kid: &str| acquire(&s, &n, &p, at, Trigger::UnknownKid(Some(kid)));
         let junk = |i: u32| format!("junk-{i}");
         // a handful of junk kids, each refreshed once then known absent
         for i in 0..5 {
             let kid = junk(i);
             let t = 1000 + u64::from(i) * 100;
-            assert_eq!(
-                acquire(&s, &n, &p, t, Trigger::UnknownKid(Some(&kid))),
-                Acquire::Acquired
-            );
+            assert_eq!(ask(t, &kid), Acquire::Acquired);
             fetch_ok(&s, &n, &p, t + 10);
-            assert_eq!(
-                acquire(&s, &n, &p, t + 20, Trigger::UnknownKid(Some(&kid))),
-                Acquire::KnownAbsent
-            );
+            assert_eq!(ask(t + 20, &kid), Acquire::KnownAbsent);
         }
         // the rotation's first token still gets its refresh
-        assert_eq!(
-            acquire(&s, &n, &p, 2000, Trigger::UnknownKid(Some("k1"))),
-            Acquire::Acquired
-        );
+        assert_eq!(ask(2000, "k1"), Acquire::Acquired);
         fetch_ok(&s, &n, &p, 2010);
         assert_eq!(
-            acquire(&s, &n, &p, 2020, Trigger::UnknownKid(Some("k1"))),
+            ask(2020, "k1"),
             Acquire::Acquired,
             "a kid the set has is never remembered as absent"
         );
         fetch_ok(&s, &n, &p, 2030);
         // the budget runs out, refills after an interval
-        assert_eq!(
-            acquire(&s, &n, &p, 3000, Trigger::UnknownKid(Some("j6"))),
-            Acquire::Acquired
-        );
+        assert_eq!(ask(3000, "j6"), Acquire::Acquired);
         fetch_ok(&s, &n, &p, 3010);
-        assert_eq!(
-            acquire(&s, &n, &p, 3020, Trigger::UnknownKid(Some("j7"))),
-            Acquire::RateLimited
-        );
-        assert_eq!(
-            acquire(&s, &n, &p, 31_020, Trigger::UnknownKid(Some("j7"))),
-            Acquire::Acquired
-        );
+        assert_eq!(ask(3020, "j7"), Acquire::RateLimited);
+        assert_eq!(ask(31_020, "j7"), Acquire::Acquired);
         fetch_ok(&s, &n, &p, 31_030);
         // absent for one interval only
-        assert_eq!(
-            acquire(&s, &n, &p, 31_040, Trigger::UnknownKid(Some("j7"))),
-            Acquire::KnownAbsent
-        );
+        assert_eq!(ask(31_040, "j7"), Acquire::KnownAbsent);
         // a clear gives the budget back
         assert!(clear_kid(&s, &n, "k1").unwrap());
         assert!(!clear_kid(&s, &n, "k1").unwrap(), "already gone");
-        assert_eq!(
-            acquire(&s, &n, &p, 31_050, Trigger::UnknownKid(Some("j7"))),
-            Acquire::Acquired
-        );
+        assert_eq!(ask(31_050, "j7"), Acquire::Acquired);
     }
 
     #[test]
