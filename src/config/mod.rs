@@ -186,6 +186,15 @@ impl Config {
 
     /// Parses and validates the plugin configuration.
     pub fn parse(bytes: &[u8]) -> Result<Config, ConfigError> {
+        // A control plane may send nothing at all (Istio, for an empty
+        // pluginConfig): say so, rather than a JSON parser's EOF error.
+        if bytes.trim_ascii().is_empty() {
+            return Err(ConfigError::new(
+                "(configuration)",
+                "empty: the filter needs a JSON object with jwks_uri, discovery_uri or \
+                 fallback_public_key",
+            ));
+        }
         let value: Value = serde_json::from_slice(bytes)
             .map_err(|e| ConfigError::new("(configuration)", format!("not valid JSON: {e}")))?;
         let map = match &value {

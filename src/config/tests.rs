@@ -422,3 +422,13 @@ fn discovery_needs_issuers_and_excludes_jwks_uri() {
         "discovery_uri"
     );
 }
+
+#[test]
+fn an_empty_configuration_is_refused_with_one_clear_message() {
+    for empty in ["", " ", "\n\t "] {
+        let e = parse(empty).unwrap_err();
+        assert_eq!(e.field, "(configuration)");
+        assert!(e.message.starts_with("empty:"), "{e}");
+    }
+    assert_eq!(field_of("{}"), "jwks_uri");
+}

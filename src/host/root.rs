@@ -92,7 +92,7 @@ impl RootContext for Root {
     fn on_configure(&mut self, _size: usize) -> bool {
         let bytes = match hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX) {
             Ok(Some(b)) => b,
-            Ok(None) => b"{}".to_vec(),
+            Ok(None) => Vec::new(),
             Err(e) => {
                 log::error!("jwt_jwks: cannot read the plugin configuration: {e:?}");
                 return false;

@@ -46,6 +46,14 @@ def test_configuration_that_is_not_json_stops_envoy(module_lab, jwks):
     assert res.exited and res.returncode != 0, res
 
 
+def test_an_empty_configuration_stops_envoy_with_one_clear_message(module_lab, jwks):
+    # What a control plane sends for an empty plugin configuration (Istio).
+    res = start_refused(module_lab, jwks, "")
+    assert not res.ready
+    assert res.exited and res.returncode != 0, res
+    assert "empty: the filter needs a JSON object with jwks_uri" in res.log, res.log[-3000:]
+
+
 # ---------------------------------------------------------------- seed config
 SEED_ISS = "https://seed-issuer.example"
 
