@@ -4,7 +4,7 @@
 
 use serde_json::{json, Value};
 
-use crate::engine::{Engine, Runtime};
+use crate::engine::Engine;
 use crate::keys::{kid_budget, layout, refresh};
 use crate::store::{SharedStore, StoreError};
 
@@ -76,7 +76,7 @@ impl Engine {
                 "refreshing": st.lease_held(now_ms),
                 "next_refresh_at": next_refresh,
                 "next_attempt_at": secs(st.next_attempt_ms),
-                "freshness": st.has_keys().then_some(st.fresh_s),
+                "freshness": st.has_keys().then_some(st.fresh_s()),
                 "freshness_from": st.has_keys().then_some(st.fresh_from.as_str()),
                 "etag": st.etag,
                 "last_modified": st.last_modified,
@@ -106,10 +106,7 @@ impl Engine {
     pub fn clear_all(&mut self, store: &dyn SharedStore) -> Result<Value, StoreError> {
         let mut removed = 0;
         for idx in 0..self.providers.len() {
-            if let Some(Runtime {
-                names: Some(names), ..
-            }) = self.providers.get(idx)
-            {
+            if let Some((_, names)) = self.fetching(idx) {
                 removed += refresh::clear_all(store, names)?;
             }
             self.sync(store, idx)?;
@@ -126,10 +123,7 @@ impl Engine {
     ) -> Result<Option<Value>, StoreError> {
         let mut found = false;
         for idx in 0..self.providers.len() {
-            if let Some(Runtime {
-                names: Some(names), ..
-            }) = self.providers.get(idx)
-            {
+            if let Some((_, names)) = self.fetching(idx) {
                 found |= refresh::clear_kid(store, names, kid)?;
             }
             self.sync(store, idx)?;

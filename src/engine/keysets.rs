@@ -5,10 +5,12 @@
 #![forbid(unsafe_code)]
 
 use crate::authz::refusal::Refusal;
+use crate::config::Provider;
 use crate::engine::verdict::{Callout, Verdict};
-use crate::engine::{Engine, Runtime};
+use crate::engine::Engine;
 use crate::keys::jwks;
 use crate::keys::layout;
+use crate::keys::layout::Names;
 use crate::keys::refresh::{self, Acquire, Answer, Doc, Trigger};
 use crate::metrics::{Metric, Metrics};
 use crate::store::{SharedStore, StoreError};
@@ -61,6 +63,14 @@ impl Engine {
         self.providers.get(idx).map_or(0, |r| r.keys.len())
     }
 
+    /// A provider that fetches its keys, and the shared-data names of its
+    /// set; `None` for a fallback key alone.
+    pub(super) fn fetching(&self, idx: usize) -> Option<(&Provider, &Names)> {
+        let p = self.cfg.providers.get(idx)?;
+        let names = self.providers.get(idx)?.names.as_ref()?;
+        Some((p, names))
+    }
+
     pub(super) fn refresh(
         &mut self,
         store: &dyn SharedStore,
@@ -69,13 +79,7 @@ impl Engine {
         trigger: Trigger,
         otherwise: Refusal,
     ) -> Result<Verdict, Refusal> {
-        let (
-            Some(p),
-            Some(Runtime {
-                names: Some(names), ..
-            }),
-        ) = (self.cfg.providers.get(idx), self.providers.get(idx))
-        else {
+        let Some((p, names)) = self.fetching(idx) else {
             return Err(otherwise);
         };
         match refresh::try_acquire(store, names, p, &self.owner, now_ms, trigger) {
@@ -119,13 +123,7 @@ impl Engine {
                 log::warn!("jwt_jwks: reading shared keys failed: {e}");
                 continue;
             }
-            let (
-                Some(p),
-                Some(Runtime {
-                    names: Some(names), ..
-                }),
-            ) = (self.cfg.providers.get(idx), self.providers.get(idx))
-            else {
+            let Some((p, names)) = self.fetching(idx) else {
                 continue;
             };
             match refresh::try_acquire(store, names, p, &self.owner, now_ms, Trigger::Scheduled) {
@@ -140,8 +138,7 @@ impl Engine {
     /// The callout to send for a provider (read from the shared state: the
     /// metadata when it is due, else the JWKS, with the set's validators).
     pub fn callout(&self, store: &dyn SharedStore, idx: usize, now_ms: u64) -> Option<Callout> {
-        let p = self.cfg.providers.get(idx)?;
-        let names = self.providers.get(idx)?.names.as_ref()?;
+        let (p, names) = self.fetching(idx)?;
         let state = layout::read_state(store, names).unwrap_or_default();
         let r = refresh::next_request(p, &state, now_ms)?;
         Some(Callout {
@@ -172,8 +169,7 @@ impl Engine {
         answer: &Answer,
     ) -> Option<refresh::Outcome> {
         let allowed = self.cfg.allowed_algorithms;
-        let p = self.cfg.providers.get(idx)?;
-        let names = self.providers.get(idx)?.names.as_ref()?;
+        let (p, names) = self.fetching(idx)?;
         let stored = match doc {
             Doc::Jwks => {
                 let result = refresh::evaluate(answer, p, allowed);
@@ -232,15 +228,9 @@ impl Engine {
         why: &str,
     ) {
         metrics.incr(Metric::FetchFailure);
-        if let Some(Runtime {
-            names: Some(names), ..
-        }) = self.providers.get(idx)
-        {
+        if let Some((p, names)) = self.fetching(idx) {
             let error = format!("callout could not be sent: {why}");
             log::warn!("jwt_jwks: {error}");
-            let Some(p) = self.cfg.providers.get(idx) else {
-                return;
-            };
             if let Err(e) = refresh::abandon(store, names, p, &self.owner, now_ms, &error) {
                 log::warn!("jwt_jwks: releasing the refresh lease: {e}");
             }

@@ -72,8 +72,7 @@ pub struct FetchState {
     pub expires_at_ms: u64,
     /// When the next scheduled fetch is due (see `keys::freshness`).
     pub refresh_at_ms: u64,
-    /// The freshness of the current set in seconds, and what set it.
-    pub fresh_s: u64,
+    /// What set the current set's freshness (see [`FetchState::fresh_s`]).
     pub fresh_from: String,
     /// The current set's validators, sent back as `If-None-Match` and
     /// `If-Modified-Since`.
@@ -135,6 +134,11 @@ impl FetchState {
 
     pub fn has_keys(&self) -> bool {
         self.expires_at_ms != 0
+    }
+
+    /// The freshness of the current set, in seconds.
+    pub fn fresh_s(&self) -> u64 {
+        self.expires_at_ms.saturating_sub(self.fetched_at_ms) / 1000
     }
 }
 

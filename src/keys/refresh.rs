@@ -393,7 +393,6 @@ pub fn complete(
     layout::update_state(store, names, |s| {
         release(s, owner);
         s.fetched_at_ms = now_ms;
-        s.fresh_s = fresh_s;
         s.fresh_from = source.name().to_string();
         s.expires_at_ms = now_ms + fresh_s * 1000;
         s.refresh_at_ms = freshness::refresh_at_ms(p, now_ms, fresh_s);
@@ -582,6 +581,11 @@ mod tests {
             .remove(0)
     }
 
+    /// An empty store, the names of one key set, and a provider.
+    fn setup(extra: &str) -> (MemoryStore, Names, Provider) {
+        (MemoryStore::default(), Names::for_uri("u"), provider(extra))
+    }
+
     fn ok_answer(body: &str) -> Answer<'_> {
         Answer {
             status: Some(200),
@@ -616,11 +620,7 @@ mod tests {
 
     #[test]
     fn one_lease_at_a_time_and_a_dead_holder_expires() {
-        let (s, n, p) = (
-            MemoryStore::default(),
-            Names::for_uri("u"),
-            provider(r#","timeout":2000"#),
-        );
+        let (s, n, p) = setup(r#","timeout":2000"#);
         let take = |who, now, t| try_acquire(&s, &n, &p, who, now, t).unwrap();
         assert_eq!(take("a", 1000, Trigger::Scheduled), Acquire::Acquired);
         assert_eq!(take("b", 1001, Trigger::Scheduled), Acquire::Busy);
@@ -635,11 +635,7 @@ mod tests {
 
     #[test]
     fn scheduled_refresh_is_due_cold_and_ahead_of_expiry_only() {
-        let (s, n, p) = (
-            MemoryStore::default(),
-            Names::for_uri("u"),
-            provider(r#","cache_ttl":600,"refresh_ahead_time":60"#),
-        );
+        let (s, n, p) = setup(r#","cache_ttl":600,"refresh_ahead_time":60"#);
         assert_eq!(
             acquire(&s, &n, &p, 0, Trigger::Scheduled),
             Acquire::Acquired
@@ -684,7 +680,7 @@ mod tests {
                 Some("max-age=0"),
                 Some("max-age=86400"),
             ] {
-                let (s, n, p) = (MemoryStore::default(), Names::for_uri("u"), provider(cfg));
+                let (s, n, p) = setup(cfg);
                 let mut answer = ok_answer(&body);
                 answer.cache.cache_control = cc.map(str::to_string);
                 let mut fetches = 0u64;
@@ -704,7 +700,7 @@ mod tests {
             }
         }
         // The seed's own configuration: one fetch in ten minutes.
-        let (s, n, p) = (MemoryStore::default(), Names::for_uri("u"), provider(""));
+        let (s, n, p) = setup("");
         let mut fetches = 0;
         for tick in 0..6_000u64 {
             if acquire(&s, &n, &p, 1 + tick * 100, Trigger::Scheduled) == Acquire::Acquired {
@@ -717,11 +713,7 @@ mod tests {
 
     #[test]
     fn failures_back_off_doubling_then_rest() {
-        let (s, n, p) = (
-            MemoryStore::default(),
-            Names::for_uri("u"),
-            provider(r#","retry_count":2,"retry_delay":1000,"min_refresh_interval":7"#),
-        );
+        let (s, n, p) = setup(r#","retry_count":2,"retry_delay":1000,"min_refresh_interval":7"#);
         let fail = |now| {
             assert_eq!(
                 acquire(&s, &n, &p, now, Trigger::Scheduled),
@@ -750,11 +742,7 @@ mod tests {
 
     #[test]
     fn retries_are_at_least_a_second_apart() {
-        let (s, n, p) = (
-            MemoryStore::default(),
-            Names::for_uri("u"),
-            provider(r#","retry_count":3,"retry_delay":0,"min_refresh_interval":0"#),
-        );
+        let (s, n, p) = setup(r#","retry_count":3,"retry_delay":0,"min_refresh_interval":0"#);
         fail_at(&s, &n, &p, 0);
         assert_eq!(
             read_state(&s, &n).unwrap().next_attempt_ms,
@@ -764,11 +752,7 @@ mod tests {
 
     #[test]
     fn unknown_kids_spend_a_budget_and_absent_kids_cost_nothing() {
-        let (s, n, p) = (
-            MemoryStore::default(),
-            Names::for_uri("u"),
-            provider(r#","min_refresh_interval":30"#),
-        );
+        let (s, n, p) = setup(r#","min_refresh_interval":30"#);
         fetch_ok(&s, &n, &p, 0);
         let ask = |at: u64, kid: &str| acquire(&s, &n, &p, at, Trigger::UnknownKid(Some(kid)));
         let junk = |i: u32| format!("junk-{i}");
@@ -805,7 +789,7 @@ mod tests {
 
     #[test]
     fn kids_waiting_on_a_fetch_are_settled_by_it() {
-        let (s, n, p) = (MemoryStore::default(), Names::for_uri("u"), provider(""));
+        let (s, n, p) = setup("");
         fetch_ok(&s, &n, &p, 0);
         assert_eq!(
             acquire(&s, &n, &p, 100, Trigger::UnknownKid(Some("a"))),
@@ -836,11 +820,7 @@ mod tests {
 
     #[test]
     fn bad_answers_never_evict_good_keys() {
-        let (s, n, p) = (
-            MemoryStore::default(),
-            Names::for_uri("u"),
-            provider(r#","max_jwks_size":1000"#),
-        );
+        let (s, n, p) = setup(r#","max_jwks_size":1000"#);
         fetch_ok(&s, &n, &p, 0);
         let gen = read_gen(&s, &n).unwrap();
         let big = "x".repeat(1001);
@@ -893,7 +873,7 @@ mod tests {
 
     #[test]
     fn unchanged_keys_keep_their_generation() {
-        let (s, n, p) = (MemoryStore::default(), Names::for_uri("u"), provider(""));
+        let (s, n, p) = setup("");
         fetch_ok(&s, &n, &p, 0);
         fetch_ok(&s, &n, &p, 5);
         assert_eq!(read_gen(&s, &n).unwrap(), 1);
@@ -902,11 +882,7 @@ mod tests {
 
     #[test]
     fn validators_go_back_and_a_304_extends_the_set_without_a_new_generation() {
-        let (s, n, p) = (
-            MemoryStore::default(),
-            Names::for_uri("u"),
-            provider(r#","cache_ttl":3600,"min_refresh_interval":30"#),
-        );
+        let (s, n, p) = setup(r#","cache_ttl":3600,"min_refresh_interval":30"#);
         // no validators on a cold start
         let st = read_state(&s, &n).unwrap();
         let r = next_request(&p, &st, 0).unwrap();
@@ -918,7 +894,7 @@ mod tests {
         a.cache.cache_control = Some("public, max-age=600".into());
         finish(&s, &n, &p, 1_000, &a);
         let st = read_state(&s, &n).unwrap();
-        assert_eq!((st.fresh_s, st.fresh_from.as_str()), (600, "max-age"));
+        assert_eq!((st.fresh_s(), st.fresh_from.as_str()), (600, "max-age"));
         assert_eq!(st.expires_at_ms, 601_000);
         assert_eq!(st.refresh_at_ms, 1_000 + 300_000);
         let r = next_request(&p, &st, 2_000).unwrap();
@@ -944,7 +920,10 @@ mod tests {
         );
         assert_eq!(read_gen(&s, &n).unwrap(), 1);
         let st = read_state(&s, &n).unwrap();
-        assert_eq!((st.fresh_s, st.not_modified, st.fetch_success), (120, 1, 2));
+        assert_eq!(
+            (st.fresh_s(), st.not_modified, st.fetch_success),
+            (120, 1, 2)
+        );
         assert_eq!(st.etag.as_deref(), Some("\"v1\""));
         assert_eq!(st.fetched_at_ms, 400_000);
         // a clear drops the validators: the refetch gets the whole set
@@ -961,7 +940,7 @@ mod tests {
 
     #[test]
     fn clear_all_empties_for_everyone() {
-        let (s, n, p) = (MemoryStore::default(), Names::for_uri("u"), provider(""));
+        let (s, n, p) = setup("");
         fetch_ok(&s, &n, &p, 0);
         assert_eq!(clear_all(&s, &n).unwrap(), 1);
         assert_eq!(layout::read_keys(&s, &n).unwrap().keys.len(), 0);

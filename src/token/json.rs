@@ -58,6 +58,10 @@ impl<'a> Reader<'a> {
         mut member: impl FnMut(&mut Reader<'a>, &str) -> Result<()>,
     ) -> Result<()> {
         let frame = self.keys.len();
+        if self.keys.capacity() == 0 {
+            // One allocation for a usual claims set, not one per doubling.
+            self.keys.reserve(16);
+        }
         self.items(b'{', b'}', |r| {
             if r.next_token() != Some(b'"') {
                 return Err(Error::Syntax);
