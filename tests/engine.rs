@@ -21,6 +21,12 @@ use serde_json::{json, Value};
 
 const URI: &str = "http://idp:8080/jwks";
 
+/// The shared entries of the engine's first provider.
+fn names_of(e: &Engine) -> Names {
+    let c = e.config();
+    Names::for_provider(URI, &c.providers[0], c.allowed_algorithms)
+}
+
 fn b64(b: &[u8]) -> String {
     URL_SAFE_NO_PAD.encode(b)
 }
@@ -400,7 +406,7 @@ fn unknown_kid_refreshes_are_budgeted_and_pick_up_rotation() {
             Verdict::Deny(Refusal::UnknownKid)
         );
     }
-    let st = jwt_jwks::keys::layout::read_state(&s, &Names::for_uri(URI)).unwrap();
+    let st = jwt_jwks::keys::layout::read_state(&s, &names_of(&w.e)).unwrap();
     assert_eq!(st.fetch_success, 3, "no refresh for the absent kid");
     // After the interval it may ask once more.
     assert!(matches!(
@@ -589,12 +595,48 @@ fn admin_clear_is_seen_by_every_worker_and_the_next_request_refetches() {
 }
 
 #[test]
+fn a_configuration_update_keeps_the_key_set_unless_its_settings_changed() {
+    let (s, _w1, _w2, now, t) = two_workers_with_keys();
+
+    // Envoy rebuilds the filter (a new root context, a new engine) when the
+    // listener changes. Only claims and rules changed: the set is in place.
+    let mut same = Worker::new(
+        config(r#","clock_skew":5,"claims_to_headers":{"sub":"x-sub"}"#),
+        "w3",
+    );
+    assert!(same.e.tick(&s, now + 10).is_empty(), "nothing to fetch");
+    assert!(same.auth(&s, now + 10, &t).is_allow());
+    assert_eq!(names_of(&same.e), names_of(&_w1.e));
+
+    // The accepted algorithms changed: the set is read again, under names
+    // of its own, and the first configuration's set is left as it was.
+    let narrower = config(r#","allowed_algorithms":["ES256"]"#);
+    let mut changed = Worker::new(narrower, "w4");
+    assert_ne!(names_of(&changed.e), names_of(&_w1.e));
+    assert_eq!(changed.e.tick(&s, now + 20), vec![0], "a fetch is due");
+    changed
+        .e
+        .fetch_done(
+            &s,
+            &changed.m,
+            now + 30,
+            0,
+            Doc::Jwks,
+            &ok(&all_jwks().to_string()),
+        )
+        .unwrap();
+    assert!(changed.auth(&s, now + 40, &t).is_allow());
+    assert_eq!(changed.e.info(&s, now + 40)["keys_count"], json!(1));
+    assert_eq!(same.e.info(&s, now + 40)["keys_count"], json!(5));
+}
+
+#[test]
 fn a_key_set_written_without_its_marker_reaches_the_other_workers_on_their_tick() {
     let (s, _w1, mut w2, now, t) = two_workers_with_keys();
 
     // An empty key set under a new generation, as if writing its marker had
     // failed: requests keep the local copy (no marker), the tick reads `gen`.
-    let n = Names::for_uri(URI);
+    let n = names_of(&w2.e);
     let (old, cas) = s.get(&n.gen).unwrap();
     let next: u64 = String::from_utf8(old.unwrap())
         .unwrap()
@@ -1253,7 +1295,7 @@ fn a_flood_of_junk_kids_on_two_workers_costs_the_budget_and_rotation_still_passe
     assert!(w1.auth(&s, now + 7020, &new_token).is_allow());
     // 1,000 distinct junk kids a second for two minutes, on both workers:
     // the rest of the budget, then one fetch per interval (30 s).
-    let names = Names::for_uri(URI);
+    let names = names_of(&w1.e);
     let before = jwt_jwks::keys::layout::read_state(&s, &names)
         .unwrap()
         .fetch_success;

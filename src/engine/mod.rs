@@ -78,7 +78,9 @@ impl Engine {
             .providers
             .iter()
             .map(|p| Runtime {
-                names: p.key_set_uri().map(Names::for_uri),
+                names: p
+                    .key_set_uri()
+                    .map(|uri| Names::for_provider(uri, p, cfg.allowed_algorithms)),
                 gen: 0,
                 next: String::new(),
                 loaded: false,

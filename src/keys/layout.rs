@@ -1,6 +1,10 @@
 //! The shared-data layout: what every worker sees of one JWKS.
 //!
-//! Entries per JWKS URI, under `jwt_jwks/v2/<uri>/`:
+//! Entries per key set, under `jwt_jwks/v2/<uri>/<settings>/`, where
+//! `<settings>` is a digest of every setting that shapes the set or its
+//! schedule ([`Names::for_provider`]): a configuration update that keeps
+//! them finds the set in place and fetches nothing; one that changes them
+//! gets a set of its own, fetched at once.
 //! - `gen`: a decimal generation, bumped whenever the key set changes.
 //! - `gen/<N>`: a marker written once generation N is in place. A worker at
 //!   generation N looks up `gen/<N+1>` on every request: while it is absent
@@ -21,6 +25,8 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::config::Provider;
+use crate::crypto::alg::AlgSet;
 use crate::store::{SharedStore, StoreError};
 
 /// How many times a compare-and-swap is retried before giving up.
@@ -36,8 +42,15 @@ pub struct Names {
 }
 
 impl Names {
-    pub fn for_uri(uri: &str) -> Names {
-        let base = format!("jwt_jwks/v2/{uri}/");
+    /// The entries of a provider's key set (`uri`: its `jwks_uri` or
+    /// `discovery_uri`) read with the global `allowed` algorithms.
+    pub fn for_provider(uri: &str, p: &Provider, allowed: AlgSet) -> Names {
+        Names::for_uri(&format!("{uri}/{}", settings_tag(p, allowed)))
+    }
+
+    /// The entries under `jwt_jwks/v2/<name>/`.
+    pub fn for_uri(name: &str) -> Names {
+        let base = format!("jwt_jwks/v2/{name}/");
         Names {
             gen: format!("{base}gen"),
             keys: format!("{base}keys"),
@@ -50,6 +63,37 @@ impl Names {
     pub fn marker(&self, gen: u64) -> String {
         format!("{}gen/{gen}", self.base)
     }
+}
+
+/// 16 hex digits of SHA-256 over the settings that decide what a key set
+/// holds (where it comes from, which keys are accepted, how big it may be)
+/// and when it is fetched. The claims policy, rules and forwarding are left
+/// out: they change nothing in the set.
+pub fn settings_tag(p: &Provider, allowed: AlgSet) -> String {
+    let endpoint = |e: &Option<crate::config::Endpoint>| e.as_ref().map(|e| e.uri.clone());
+    let discovery_issuers = match p.discovery {
+        Some(_) => p.claims.issuers.join(" "),
+        None => String::new(),
+    };
+    let settings = serde_json::json!([
+        endpoint(&p.jwks),
+        p.upstream,
+        endpoint(&p.discovery),
+        p.discovery_upstream,
+        discovery_issuers,
+        allowed.iter().map(|a| a.name()).collect::<Vec<_>>(),
+        p.require_jwk_alg,
+        p.max_cache_size,
+        p.max_jwks_size,
+        p.cache_ttl_s,
+        p.refresh_ahead_s,
+        p.min_refresh_interval_s,
+        p.retry_count,
+        p.retry_delay_ms,
+        p.timeout_ms,
+    ]);
+    let digest = hmac_sha256::Hash::hash(settings.to_string().as_bytes());
+    digest[..8].iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// A key left out of the last good fetch, for `cache/info`.
