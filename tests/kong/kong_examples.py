@@ -2,8 +2,10 @@
 
 Sources: the ```json blocks of README.md, the filter configuration embedded in
 envoy/envoy.yaml (its {{PLACEHOLDERS}} replaced by plausible values), every
-jwt_jwks filter or plugin in kong/kong.yml, and the Admin API bodies in
-kong/examples/. test_schema.py checks each against the schema and checks that a
+jwt_jwks filter or plugin in kong/kong.yml and kong/kong-3.9.yml, the Admin API
+bodies in kong/examples/, and the filter configuration of every fleet manifest
+template (envoy/remote.yaml, envoy/istio/, envoy/envoy-gateway/; their
+{{PLACEHOLDERS}} replaced by FLEET_PLACEHOLDERS). test_schema.py checks each against the schema and checks that a
 copy sits in tests/config_corpus/valid/, where the Rust parser reads it too.
 
     python tests/kong/kong_examples.py --write   # (re)writes those copies
@@ -90,8 +92,70 @@ def envoy_configs():
     return [(f"envoy_yaml_{i + 1}", c) for i, c in enumerate(found)]
 
 
-def kong_yml():
-    return yaml.safe_load((ROOT / "kong" / "kong.yml").read_text(encoding="utf-8"))
+# Values for the fleet templates' placeholders (make dist fills in real ones).
+FLEET_PLACEHOLDERS = {
+    "IMAGE": "registry.example.com/jwt-jwks",
+    "VERSION": "0.0.0",
+    "OCI_DIGEST": "sha256:" + "0" * 64,
+    "OCI_DIGEST_HEX": "0" * 64,
+    "WASM_SHA256": "1" * 64,
+    "WASM_URL": "https://downloads.example.com/jwt_jwks.wasm",
+    "FILTER_NAME": FILTER,
+}
+
+
+def render(text, values):
+    """A template with every {{NAME}} replaced; an unknown name is an error."""
+    def fill(m):
+        return values[m.group(1)]
+    return re.sub(r"\{\{([A-Z0-9_]+)\}\}", fill, text)
+
+
+def kong_yml(name="kong.yml"):
+    text = (ROOT / "kong" / name).read_text(encoding="utf-8")
+    return yaml.safe_load(render(text, FLEET_PLACEHOLDERS))
+
+
+def fleet_docs(rel):
+    """The YAML documents of a fleet template, placeholders filled in."""
+    text = (ROOT / rel).read_text(encoding="utf-8")
+    return [d for d in yaml.safe_load_all(render(text, FLEET_PLACEHOLDERS)) if d is not None]
+
+
+def envoy_wasm_configs(doc):
+    """The filter configuration (a JSON string) of every wasm filter of an
+    Envoy bootstrap."""
+    out = []
+
+    def walk(node):
+        if isinstance(node, dict):
+            if node.get("root_id") == FILTER and "configuration" in node:
+                out.append(strict_json(node["configuration"]["value"]))
+            for v in node.values():
+                walk(v)
+        elif isinstance(node, list):
+            for v in node:
+                walk(v)
+
+    walk(doc)
+    return out
+
+
+def fleet_configs():
+    out = []
+    for i, cfg in enumerate(envoy_wasm_configs(fleet_docs("envoy/remote.yaml")[0])):
+        out.append((f"envoy_remote_{i + 1}", cfg))
+    for name in ("wasmplugin", "trafficextension"):
+        for doc in fleet_docs(f"envoy/istio/{name}.yaml"):
+            spec = doc["spec"]
+            out.append((f"istio_{name}_1", (spec.get("wasm") or spec)["pluginConfig"]))
+    for name in ("extension-policy-image", "extension-policy-http"):
+        for doc in fleet_docs(f"envoy/envoy-gateway/{name}.yaml"):
+            for j, w in enumerate(doc["spec"]["wasm"]):
+                out.append((f"envoy_gateway_{name.replace('-', '_')}_{j + 1}", w["config"]))
+    for i, (_, entry) in enumerate(kong_filter_entries(kong_yml("kong-3.9.yml"))):
+        out.append((f"kong_3_9_yml_{i + 1}", filter_config(entry)))
+    return out
 
 
 def kong_filter_entries(doc):
@@ -140,7 +204,7 @@ def kong_configs():
 
 
 def all_configs():
-    return readme_configs() + envoy_configs() + kong_configs()
+    return readme_configs() + envoy_configs() + kong_configs() + fleet_configs()
 
 
 def canonical(cfg):
