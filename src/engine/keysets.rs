@@ -114,6 +114,15 @@ impl Engine {
         }
     }
 
+    /// Creates each key set's shared state if it has none yet (see
+    /// [`layout::ensure_state`]); called when the filter is configured.
+    pub fn prepare(&self, store: &dyn SharedStore) -> Result<(), StoreError> {
+        for names in self.providers.iter().filter_map(|r| r.names.as_ref()) {
+            layout::ensure_state(store, names)?;
+        }
+        Ok(())
+    }
+
     /// The periodic check: providers whose scheduled refresh this VM must
     /// now send (it took the lease).
     pub fn tick(&mut self, store: &dyn SharedStore, now_ms: u64) -> Vec<usize> {

@@ -114,7 +114,11 @@ impl RootContext for Root {
             .map_or(0, |d| d.as_nanos());
         let owner = format!("{nanos:x}-{}", self.id);
         self.metrics = Rc::new(HostMetrics::define());
-        self.engine = Some(Rc::new(RefCell::new(Engine::new(cfg, owner))));
+        let engine = Engine::new(cfg, owner);
+        if let Err(e) = engine.prepare(&HostStore) {
+            log::warn!("jwt_jwks: creating the shared refresh state: {e}");
+        }
+        self.engine = Some(Rc::new(RefCell::new(engine)));
         if !self.tick_set {
             // Callouts start from the first tick: Kong's host refuses them
             // during on_configure. A second non-zero period traps there too.

@@ -222,6 +222,24 @@ fn read_state_cas(store: &dyn SharedStore, names: &Names) -> Result<(FetchState,
     Ok((state, cas))
 }
 
+/// Writes an empty state when there is none, so that every later write of
+/// it carries a `cas`. A write with `cas` 0 is a true "create if absent" on
+/// Kong's host but an unconditional write on Envoy's: two workers that both
+/// found no state would both take the refresh lease. So the state is
+/// created once, up front (Envoy configures the filter on its main thread
+/// before the workers), and a lease is only ever taken by compare-and-swap.
+pub fn ensure_state(store: &dyn SharedStore, names: &Names) -> Result<(), StoreError> {
+    if store.get(&names.state)?.0.is_some() {
+        return Ok(());
+    }
+    let empty =
+        serde_json::to_vec(&FetchState::default()).map_err(|e| StoreError::Host(e.to_string()))?;
+    match store.set(&names.state, &empty, 0) {
+        Ok(()) | Err(StoreError::CasMismatch) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 /// Read-modify-write of the state. `f` returns `false` to leave it as is.
 /// Returns the state as written (or as found, when `f` declined).
 pub fn update_state(
@@ -231,6 +249,11 @@ pub fn update_state(
 ) -> Result<(FetchState, bool), StoreError> {
     for _ in 0..CAS_ATTEMPTS {
         let (mut state, cas) = read_state_cas(store, names)?;
+        if cas == 0 {
+            // No state yet: create it, then change it by compare-and-swap.
+            ensure_state(store, names)?;
+            continue;
+        }
         if !f(&mut state) {
             return Ok((state, false));
         }
@@ -292,6 +315,91 @@ pub fn write_keys(
 mod tests {
     use super::*;
     use crate::store::MemoryStore;
+    use std::cell::{Cell, RefCell};
+    use std::collections::HashMap;
+
+    /// Envoy's shared data: a write with `cas` 0 replaces whatever is there.
+    #[derive(Default)]
+    struct EnvoyStore(RefCell<HashMap<String, (Vec<u8>, u32)>>, Cell<u32>);
+
+    impl SharedStore for EnvoyStore {
+        fn get(&self, key: &str) -> Result<(Option<Vec<u8>>, u32), StoreError> {
+            Ok(match self.0.borrow().get(key) {
+                Some((v, cas)) => (Some(v.clone()), *cas),
+                None => (None, 0),
+            })
+        }
+        fn set(&self, key: &str, value: &[u8], cas: u32) -> Result<(), StoreError> {
+            let mut map = self.0.borrow_mut();
+            if cas != 0 && map.get(key).map(|e| e.1) != Some(cas) {
+                return Err(StoreError::CasMismatch);
+            }
+            self.1.set(self.1.get() + 1);
+            map.insert(key.to_string(), (value.to_vec(), self.1.get()));
+            Ok(())
+        }
+    }
+
+    /// A store that lets `other` run right after this worker's first read,
+    /// so that the read is stale by the time the worker writes.
+    struct Interleaved<'a> {
+        inner: &'a EnvoyStore,
+        other: RefCell<Option<Box<dyn FnOnce(&EnvoyStore) + 'a>>>,
+    }
+
+    impl SharedStore for Interleaved<'_> {
+        fn get(&self, key: &str) -> Result<(Option<Vec<u8>>, u32), StoreError> {
+            let r = self.inner.get(key);
+            if let Some(f) = self.other.borrow_mut().take() {
+                f(self.inner);
+            }
+            r
+        }
+        fn set(&self, key: &str, value: &[u8], cas: u32) -> Result<(), StoreError> {
+            self.inner.set(key, value, cas)
+        }
+    }
+
+    fn take_lease(store: &dyn SharedStore, n: &Names, owner: &str) -> bool {
+        update_state(store, n, |s| {
+            if !s.lease_owner.is_empty() {
+                return false;
+            }
+            s.lease_owner = owner.into();
+            true
+        })
+        .unwrap()
+        .1
+    }
+
+    #[test]
+    fn on_envoy_two_workers_racing_for_a_new_state_get_one_lease() {
+        let n = Names::for_uri("u");
+        let envoy = EnvoyStore::default();
+        // B reads "no state"; A takes the lease in between; B writes.
+        let a_won = Cell::new(false);
+        let b = Interleaved {
+            inner: &envoy,
+            other: RefCell::new(Some(Box::new(|s: &EnvoyStore| {
+                a_won.set(take_lease(s, &n, "a"));
+            }))),
+        };
+        let b_won = take_lease(&b, &n, "b");
+        assert!(a_won.get());
+        assert!(!b_won, "B's stale read of an absent state cost A its lease");
+        assert_eq!(read_state(&envoy, &n).unwrap().lease_owner, "a");
+    }
+
+    #[test]
+    fn ensure_state_creates_once_and_never_overwrites() {
+        let n = Names::for_uri("u");
+        let envoy = EnvoyStore::default();
+        ensure_state(&envoy, &n).unwrap();
+        assert!(take_lease(&envoy, &n, "a"));
+        ensure_state(&envoy, &n).unwrap();
+        assert_eq!(read_state(&envoy, &n).unwrap().lease_owner, "a");
+        assert!(!take_lease(&envoy, &n, "b"));
+    }
 
     #[test]
     fn each_generation_leaves_a_marker_and_only_its_own() {
