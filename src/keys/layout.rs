@@ -340,11 +340,14 @@ mod tests {
         }
     }
 
+    /// What another worker does between this one's read and write.
+    type Other<'a> = RefCell<Option<Box<dyn FnOnce(&EnvoyStore) + 'a>>>;
+
     /// A store that lets `other` run right after this worker's first read,
     /// so that the read is stale by the time the worker writes.
     struct Interleaved<'a> {
         inner: &'a EnvoyStore,
-        other: RefCell<Option<Box<dyn FnOnce(&EnvoyStore) + 'a>>>,
+        other: Other<'a>,
     }
 
     impl SharedStore for Interleaved<'_> {
