@@ -43,6 +43,7 @@ TEMPLATES = [
     "envoy/envoy-gateway/extension-policy-http.yaml",
     "envoy/envoy-gateway/idp-backend.yaml",
     "kong/kong.conf",
+    "kong/kong-3.4.yml",
     "kong/kong.yml",
     "kong/kong-3.9.yml",
 ]
@@ -125,7 +126,7 @@ def render(text, values, name):
             raise SystemExit("%s: unknown placeholder {{%s}}" % (name, m.group(1)))
         return values[m.group(1)]
     out = PLACEHOLDER.sub(one, text)
-    if "{{" in out or "}}" in out:
+    if PLACEHOLDER.search(out):
         raise SystemExit("%s: a placeholder is left after rendering" % name)
     return out
 

@@ -2,7 +2,7 @@
 
 Sources: the ```json blocks of README.md, the filter configuration embedded in
 envoy/envoy.yaml (its {{PLACEHOLDERS}} replaced by plausible values), every
-jwt_jwks filter or plugin in kong/kong.yml and kong/kong-3.9.yml, the Admin API
+jwt_jwks filter or plugin in kong/kong.yml, kong/kong-3.4.yml and kong/kong-3.9.yml, the Admin API
 bodies in kong/examples/, and the filter configuration of every fleet manifest
 template (envoy/remote.yaml, envoy/istio/, envoy/envoy-gateway/; their
 {{PLACEHOLDERS}} replaced by FLEET_PLACEHOLDERS). test_schema.py checks each against the schema and checks that a
@@ -153,8 +153,10 @@ def fleet_configs():
         for doc in fleet_docs(f"envoy/envoy-gateway/{name}.yaml"):
             for j, w in enumerate(doc["spec"]["wasm"]):
                 out.append((f"envoy_gateway_{name.replace('-', '_')}_{j + 1}", w["config"]))
-    for i, (_, entry) in enumerate(kong_filter_entries(kong_yml("kong-3.9.yml"))):
-        out.append((f"kong_3_9_yml_{i + 1}", filter_config(entry)))
+    for name in ("kong-3.4.yml", "kong-3.9.yml"):
+        for i, (_, entry) in enumerate(kong_filter_entries(kong_yml(name))):
+            out.append((f"{name[:-4].replace('-', '_').replace('.', '_')}_yml_{i + 1}",
+                        filter_config(entry)))
     return out
 
 
