@@ -1,6 +1,9 @@
 //! The admin path: `GET <prefix>/cache/info`, `POST <prefix>/cache/clear`,
-//! `POST <prefix>/cache/clear/<kid>`, answered by the filter itself and
-//! protected by a bearer token compared in constant time.
+//! `POST <prefix>/cache/clear/<kid>`, and the pushed deny entries
+//! (`POST <prefix>/revocations` with a body, `GET <prefix>/revocations`
+//! paged by `offset` and `limit`, `DELETE <prefix>/revocations/<id>`),
+//! answered by the filter itself and protected by a bearer token compared
+//! in constant time.
 #![forbid(unsafe_code)]
 
 use serde_json::json;
@@ -14,6 +17,34 @@ pub enum Action {
     Info,
     ClearAll,
     ClearKid(String),
+    /// Add deny entries: the request body holds them.
+    RevocationsAdd,
+    RevocationsList {
+        offset: usize,
+        limit: usize,
+    },
+    RevocationsDelete(String),
+}
+
+/// The largest page of `GET <prefix>/revocations`.
+pub const MAX_PAGE: usize = 1000;
+
+/// The largest body `POST <prefix>/revocations` reads.
+pub const MAX_PUSH_BODY: usize = 4 << 20;
+
+/// `offset` and `limit` of a query string (defaults 0 and 100; `limit`
+/// at most [`MAX_PAGE`]); `None` when one is not a number.
+fn page(query: &str) -> Option<(usize, usize)> {
+    let (mut offset, mut limit) = (0, 100);
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        match k {
+            "offset" => offset = v.parse().ok()?,
+            "limit" => limit = v.parse::<usize>().ok()?.clamp(1, MAX_PAGE),
+            _ => {}
+        }
+    }
+    Some((offset, limit))
 }
 
 /// The routing decision for one request.
@@ -65,7 +96,8 @@ pub fn route(
     let Some(admin) = admin else {
         return Route::NotAdmin;
     };
-    let path = path.split(['?', '#']).next().unwrap_or_default();
+    let path = path.split('#').next().unwrap_or_default();
+    let (path, query) = path.split_once('?').unwrap_or((path, ""));
     let Some(rest) = path.strip_prefix(admin.prefix.as_str()) else {
         return Route::NotAdmin;
     };
@@ -99,12 +131,33 @@ pub fn route(
     let (action, allowed) = match rest {
         "/cache/info" => (Action::Info, "GET"),
         "/cache/clear" => (Action::ClearAll, "POST"),
-        _ => match rest.strip_prefix("/cache/clear/").and_then(decode_kid) {
-            Some(kid) if !kid.contains('/') => (Action::ClearKid(kid), "POST"),
-            _ => return Route::Reply(error(404, "not_found", "unknown admin path")),
+        "/revocations" if method == "POST" => (Action::RevocationsAdd, "POST"),
+        "/revocations" => match page(query) {
+            Some((offset, limit)) => (Action::RevocationsList { offset, limit }, "GET, POST"),
+            None => {
+                return Route::Reply(error(
+                    400,
+                    "invalid_request",
+                    "offset and limit must be whole numbers",
+                ))
+            }
         },
+        _ => {
+            if let Some(id) = rest.strip_prefix("/revocations/").and_then(decode_kid) {
+                if id.contains('/') {
+                    return Route::Reply(error(404, "not_found", "unknown admin path"));
+                }
+                (Action::RevocationsDelete(id), "DELETE")
+            } else {
+                match rest.strip_prefix("/cache/clear/").and_then(decode_kid) {
+                    Some(kid) if !kid.contains('/') => (Action::ClearKid(kid), "POST"),
+                    _ => return Route::Reply(error(404, "not_found", "unknown admin path")),
+                }
+            }
+        }
     };
-    let method_ok = method == allowed || (allowed == "GET" && method == "HEAD");
+    let method_ok = allowed.split(", ").any(|a| a == method)
+        || (allowed.starts_with("GET") && method == "HEAD");
     if !method_ok {
         let mut r = error(
             405,
@@ -242,6 +295,69 @@ mod tests {
                 Some(&b)
             )),
             404
+        );
+    }
+
+    #[test]
+    fn revocation_routes() {
+        let a = admin();
+        let b = bearer();
+        assert_eq!(
+            route(Some(&a), "POST", "/jwt-jwks/revocations", Some(&b)),
+            Route::Run(Action::RevocationsAdd)
+        );
+        assert_eq!(
+            route(
+                Some(&a),
+                "GET",
+                "/jwt-jwks/revocations?offset=5&limit=5000",
+                Some(&b)
+            ),
+            Route::Run(Action::RevocationsList {
+                offset: 5,
+                limit: MAX_PAGE
+            })
+        );
+        assert_eq!(
+            route(Some(&a), "GET", "/jwt-jwks/revocations", Some(&b)),
+            Route::Run(Action::RevocationsList {
+                offset: 0,
+                limit: 100
+            })
+        );
+        assert_eq!(
+            route(
+                Some(&a),
+                "DELETE",
+                "/jwt-jwks/revocations/0123abcd",
+                Some(&b)
+            ),
+            Route::Run(Action::RevocationsDelete("0123abcd".into()))
+        );
+        assert_eq!(
+            status(route(
+                Some(&a),
+                "GET",
+                "/jwt-jwks/revocations?limit=x",
+                Some(&b)
+            )),
+            400
+        );
+        assert_eq!(
+            status(route(Some(&a), "PUT", "/jwt-jwks/revocations", Some(&b))),
+            405
+        );
+        assert_eq!(
+            status(route(Some(&a), "GET", "/jwt-jwks/revocations/x", Some(&b))),
+            405
+        );
+        assert_eq!(
+            status(route(Some(&a), "POST", "/jwt-jwks/revocations", None)),
+            401
+        );
+        assert_eq!(
+            status(route(Some(&a), "DELETE", "/jwt-jwks/revocations/x", None)),
+            401
         );
     }
 

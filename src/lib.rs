@@ -14,6 +14,8 @@
 //! - `store`: the shared-data trait the logic sees the host through.
 //! - `keys`: JWKS parsing, the shared key-set layout, the refresh state
 //!   machine (leases, schedule, retries, unknown `kid`).
+//! - `revoke`: deny entries, their index, the pulled lists and the admin
+//!   push (kept in shared data with the layout of `keys`).
 //! - `metrics`, `response`, `admin`: counters, local replies (RFC 6750),
 //!   the admin routes.
 //! - `engine`: one VM's state and decisions: it runs a token through the
@@ -60,5 +62,6 @@ pub mod host;
 pub mod keys;
 pub mod metrics;
 pub mod response;
+pub mod revoke;
 pub mod store;
 pub mod token;

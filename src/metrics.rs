@@ -30,6 +30,12 @@ pub enum Metric {
     DiscoverySent,
     /// Metadata that could not be fetched or used.
     DiscoveryFailure,
+    /// A callout sent for a revocation list.
+    RevocationFetchSent,
+    /// A revocation list stored or confirmed (`304`).
+    RevocationFetchSuccess,
+    /// A revocation list that could not be fetched or used.
+    RevocationFetchFailure,
 }
 
 const FIXED: &[&str] = &[
@@ -46,6 +52,9 @@ const FIXED: &[&str] = &[
     "jwt_jwks_jwks_not_modified",
     "jwt_jwks_discovery_fetches",
     "jwt_jwks_discovery_failure",
+    "jwt_jwks_revocation_fetches",
+    "jwt_jwks_revocation_fetch_success",
+    "jwt_jwks_revocation_fetch_failure",
 ];
 
 impl Metric {
@@ -65,6 +74,9 @@ impl Metric {
             Metric::NotModified => 10,
             Metric::DiscoverySent => 11,
             Metric::DiscoveryFailure => 12,
+            Metric::RevocationFetchSent => 13,
+            Metric::RevocationFetchSuccess => 14,
+            Metric::RevocationFetchFailure => 15,
             Metric::Denied(reason) => {
                 FIXED.len()
                     + Refusal::METRICS

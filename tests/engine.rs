@@ -1153,7 +1153,7 @@ fn discovery_finds_the_jwks_on_another_host_and_a_foreign_issuer_is_refused() {
     let now = now_ms();
     let t = token("RS256", Some("rsa"));
     assert_eq!(w.e.tick(&s, now), vec![0]);
-    let c = w.e.callout(&s, 0, now).unwrap();
+    let c = w.e.callout(&s, 0, Doc::Jwks, now).unwrap();
     assert_eq!((c.doc, c.upstream.as_str()), (Doc::Discovery, "idp"));
     // A document for another issuer is not used: no JWKS callout follows.
     let evil = r#"{"issuer":"https://evil","jwks_uri":"http://evil:1/certs"}"#;
@@ -1184,7 +1184,7 @@ fn discovery_finds_the_jwks_on_another_host_and_a_foreign_issuer_is_refused() {
         w.e.fetch_done(&s, &w.m, later, 0, Doc::Discovery, &ok(meta))
             .unwrap();
     assert!(o.follow_up());
-    let c = w.e.callout(&s, 0, later).unwrap();
+    let c = w.e.callout(&s, 0, Doc::Jwks, later).unwrap();
     assert_eq!(
         (c.doc, c.upstream.as_str()),
         (Doc::Jwks, "keys.example:8081")
@@ -1225,7 +1225,7 @@ fn a_304_keeps_the_generation_and_the_token_cache() {
     // Due at half the max-age; the callout carries the validator.
     assert!(w.e.tick(&s, now + 59_000).is_empty());
     assert_eq!(w.e.tick(&s, now + 60_000), vec![0]);
-    let c = w.e.callout(&s, 0, now + 60_000).unwrap();
+    let c = w.e.callout(&s, 0, Doc::Jwks, now + 60_000).unwrap();
     assert!(c
         .headers
         .contains(&("if-none-match".into(), "\"abc\"".into())));

@@ -36,6 +36,12 @@ pub enum Refusal {
     ProviderNotAllowed,
     /// The token is valid but lacks what the route requires.
     InsufficientScope(Missing),
+    /// A deny entry matches the token; the entry's type (`jti`, `sub`,
+    /// `client_id`, `sid`, `not_before`).
+    Revoked(&'static str),
+    /// The provider's revocation list failed past `max_staleness` with
+    /// `revocation_fail: closed` (or has not arrived yet).
+    RevocationUnavailable,
 }
 
 /// How a refusal is answered.
@@ -58,7 +64,9 @@ impl Refusal {
         match self {
             Refusal::MissingToken => Class::NoCredentials,
             Refusal::TokenTooLarge | Refusal::DuplicateHeader => Class::InvalidRequest,
-            Refusal::KeysUnavailable | Refusal::Overloaded => Class::Unavailable,
+            Refusal::KeysUnavailable | Refusal::Overloaded | Refusal::RevocationUnavailable => {
+                Class::Unavailable
+            }
             Refusal::InsufficientScope(_) => Class::Forbidden,
             _ => Class::InvalidToken,
         }
@@ -95,6 +103,8 @@ impl Refusal {
             Refusal::InsufficientScope(_) => {
                 "token lacks the scopes, permissions or roles this route requires"
             }
+            Refusal::Revoked(_) => "token revoked",
+            Refusal::RevocationUnavailable => "the revocation list is not available",
         }
     }
 
@@ -118,6 +128,12 @@ impl Refusal {
             Refusal::KeysUnavailable | Refusal::Overloaded => "unavailable",
             Refusal::ProviderNotAllowed => "issuer",
             Refusal::InsufficientScope(_) => "insufficient_scope",
+            Refusal::Revoked("jti") => "revoked_jti",
+            Refusal::Revoked("sub") => "revoked_sub",
+            Refusal::Revoked("client_id") => "revoked_client_id",
+            Refusal::Revoked("sid") => "revoked_sid",
+            Refusal::Revoked(_) => "revoked_not_before",
+            Refusal::RevocationUnavailable => "revocation_unavailable",
         }
     }
 
@@ -139,6 +155,12 @@ impl Refusal {
         "signature",
         "unavailable",
         "insufficient_scope",
+        "revoked_jti",
+        "revoked_sub",
+        "revoked_client_id",
+        "revoked_sid",
+        "revoked_not_before",
+        "revocation_unavailable",
     ];
 }
 
@@ -180,6 +202,12 @@ mod tests {
             Refusal::Overloaded,
             Refusal::ProviderNotAllowed,
             Refusal::InsufficientScope(Missing::default()),
+            Refusal::Revoked("jti"),
+            Refusal::Revoked("sub"),
+            Refusal::Revoked("client_id"),
+            Refusal::Revoked("sid"),
+            Refusal::Revoked("not_before"),
+            Refusal::RevocationUnavailable,
         ];
         for r in all {
             assert!(Refusal::METRICS.contains(&r.metric()), "{r:?}");

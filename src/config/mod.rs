@@ -12,10 +12,12 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod endpoint;
 pub mod error;
 pub mod fields;
 pub mod forward;
 pub mod provider;
+pub mod revocation;
 pub mod rules;
 
 use serde_json::Value;
@@ -28,8 +30,10 @@ use provider::parse_providers;
 use rules::{ClaimPaths, Requirements, Rule};
 
 pub use admin::AdminConfig;
+pub use endpoint::{parse_endpoint, Endpoint};
 pub use error::ConfigError;
-pub use provider::{media_type, parse_endpoint, ClaimsPolicy, Endpoint, Provider};
+pub use provider::{media_type, ClaimsPolicy, Provider};
+pub use revocation::RevocationSource;
 
 /// Which token field selects the key.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -98,6 +102,8 @@ pub struct Config {
     pub identity_property: Option<String>,
     /// `ssl_verify` as written, kept only to log where TLS is really set.
     pub ssl_verify: Option<bool>,
+    /// Deny entries held per source (the admin push, each pulled list).
+    pub max_revocation_entries: usize,
 }
 
 /// Every top-level field this filter accepts.
@@ -151,6 +157,12 @@ pub const FIELDS: &[&str] = &[
     "token_cache_size",
     "token_cache_max_bytes",
     "host_crypto",
+    "revocation_uri",
+    "revocation_upstream",
+    "revocation_refresh_interval",
+    "max_staleness",
+    "revocation_fail",
+    "max_revocation_entries",
 ];
 
 impl Config {
@@ -347,6 +359,8 @@ impl Config {
             max_pending_requests,
             wait_mode,
             ssl_verify: f.get::<bool>("ssl_verify", "true or false")?,
+            max_revocation_entries: f.count_in("max_revocation_entries", 100_000, 1, 1_000_000)?
+                as usize,
         })
     }
 }

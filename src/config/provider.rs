@@ -8,22 +8,12 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
+use crate::config::endpoint::{parse_endpoint, Endpoint};
 use crate::config::error::ConfigError;
 use crate::config::fields::{describe, Fields};
+use crate::config::revocation::{parse_revocation, RevocationSource};
 use crate::crypto::alg::AlgSet;
 use crate::crypto::key::{FallbackKey, KeyError};
-
-/// A parsed `http(s)://authority/path` (`jwks_uri`, `discovery_uri`, or a
-/// `jwks_uri` read from discovery metadata).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Endpoint {
-    pub uri: String,
-    pub scheme: String,
-    /// `host[:port]` as written in the URI; sent as `:authority`.
-    pub authority: String,
-    /// Path and query; sent as `:path`.
-    pub path: String,
-}
 
 /// The claims a provider's tokens must satisfy.
 #[derive(Clone, Debug, PartialEq)]
@@ -71,6 +61,8 @@ pub struct Provider {
     pub allowed_types: Vec<String>,
     /// Every JWK must name its `alg` (`require_jwk_alg`).
     pub require_jwk_alg: bool,
+    /// The pulled list of deny entries, if any.
+    pub revocation: Option<RevocationSource>,
 }
 
 impl Provider {
@@ -123,6 +115,11 @@ pub const PROVIDER_FIELDS: &[&str] = &[
     "max_token_age",
     "allowed_types",
     "require_jwk_alg",
+    "revocation_uri",
+    "revocation_upstream",
+    "revocation_refresh_interval",
+    "max_staleness",
+    "revocation_fail",
 ];
 
 const CLAIM_NAMES: &[&str] = &["exp", "nbf", "iat", "iss", "aud", "sub"];
@@ -339,43 +336,6 @@ fn parse_provider(f: &Fields, allowed: AlgSet, name: String) -> Result<Provider,
         claims,
         allowed_types,
         require_jwk_alg,
-    })
-}
-
-/// Parses `http(s)://authority/path?query`.
-pub fn parse_endpoint(uri: &str) -> Result<Endpoint, ConfigError> {
-    let err = |m: &str| ConfigError::new("jwks_uri", format!("{m}: {uri:?}"));
-    let (scheme, rest) = uri
-        .split_once("://")
-        .ok_or_else(|| err("expected http:// or https:// URI"))?;
-    let scheme = scheme.to_ascii_lowercase();
-    if scheme != "http" && scheme != "https" {
-        return Err(err("scheme must be http or https"));
-    }
-    let (authority, path) = match rest.find(['/', '?']) {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, "/"),
-    };
-    if authority.is_empty()
-        || authority.contains('@')
-        || authority.chars().any(|c| c.is_whitespace())
-    {
-        return Err(err("needs a host (and no user info)"));
-    }
-    if path.chars().any(|c| c.is_whitespace() || c.is_control()) || path.contains('#') {
-        return Err(err(
-            "path must not contain spaces, control characters or a fragment",
-        ));
-    }
-    let path = if path.starts_with('?') {
-        format!("/{path}")
-    } else {
-        path.to_string()
-    };
-    Ok(Endpoint {
-        uri: uri.to_string(),
-        scheme,
-        authority: authority.to_string(),
-        path,
+        revocation: parse_revocation(f)?,
     })
 }

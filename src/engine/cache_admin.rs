@@ -99,6 +99,7 @@ impl Engine {
             "cache_type": "proxy-wasm shared data",
             "keys_count": total,
             "providers": providers,
+            "revocations": self.revocation_info(store, now_ms),
         })
     }
 

@@ -144,9 +144,19 @@ impl Engine {
         due
     }
 
-    /// The callout to send for a provider (read from the shared state: the
-    /// metadata when it is due, else the JWKS, with the set's validators).
-    pub fn callout(&self, store: &dyn SharedStore, idx: usize, now_ms: u64) -> Option<Callout> {
+    /// The callout to send for a provider: its revocation list for
+    /// `Doc::Revocations`; else, as the shared state says, the metadata when
+    /// it is due or the JWKS, with the set's validators.
+    pub fn callout(
+        &self,
+        store: &dyn SharedStore,
+        idx: usize,
+        doc: Doc,
+        now_ms: u64,
+    ) -> Option<Callout> {
+        if doc == Doc::Revocations {
+            return self.revocation_callout(store, idx);
+        }
         let (p, names) = self.fetching(idx)?;
         let state = layout::read_state(store, names).unwrap_or_default();
         let r = refresh::next_request(p, &state, now_ms)?;
@@ -159,7 +169,10 @@ impl Engine {
     }
 
     /// Whether a callout body of `size` bytes may be read.
-    pub fn body_allowed(&self, idx: usize, size: usize) -> bool {
+    pub fn body_allowed(&self, idx: usize, doc: Doc, size: usize) -> bool {
+        if doc == Doc::Revocations {
+            return self.revocation_body_allowed(size);
+        }
         self.cfg
             .providers
             .get(idx)
@@ -177,9 +190,14 @@ impl Engine {
         doc: Doc,
         answer: &Answer,
     ) -> Option<refresh::Outcome> {
+        if doc == Doc::Revocations {
+            self.revocation_done(store, metrics, now_ms, idx, answer);
+            return None;
+        }
         let allowed = self.cfg.allowed_algorithms;
         let (p, names) = self.fetching(idx)?;
         let stored = match doc {
+            Doc::Revocations => return None,
             Doc::Jwks => {
                 let result = refresh::evaluate(answer, p, allowed);
                 refresh::complete(store, names, p, &self.owner, now_ms, answer, result)
@@ -234,8 +252,17 @@ impl Engine {
         metrics: &dyn Metrics,
         now_ms: u64,
         idx: usize,
+        doc: Doc,
         why: &str,
     ) {
+        if doc == Doc::Revocations {
+            let failed = Answer {
+                dispatch_status: Some(format!("callout could not be sent: {why}")),
+                ..Answer::default()
+            };
+            self.revocation_done(store, metrics, now_ms, idx, &failed);
+            return;
+        }
         metrics.incr(Metric::FetchFailure);
         if let Some((p, names)) = self.fetching(idx) {
             let error = format!("callout could not be sent: {why}");

@@ -7,13 +7,15 @@
 //! work is in one file each: the signature check and its key
 //! (`signature`), authorization and what goes upstream (`grant`), the key
 //! sets and their refresh (`keysets`), paused requests (`waiters`), the
-//! admin routes (`cache_admin`), verified tokens (`token_cache`), and the
-//! types handed to the host glue (`verdict`).
+//! admin routes (`cache_admin`), verified tokens (`token_cache`), deny
+//! entries (`revocations`), and the types handed to the host glue
+//! (`verdict`).
 #![forbid(unsafe_code)]
 
 mod cache_admin;
 mod grant;
 mod keysets;
+mod revocations;
 mod signature;
 pub mod token_cache;
 pub mod verdict;
@@ -29,6 +31,8 @@ use crate::engine::token_cache::TokenCache;
 use crate::keys::jwks::KeySet;
 use crate::keys::layout::Names;
 use crate::metrics::{Metric, Metrics};
+use crate::revoke::held::Revocations;
+use crate::revoke::index::{Subject, SubjectRef};
 use crate::store::SharedStore;
 use crate::token::jose;
 
@@ -61,6 +65,8 @@ pub struct Engine {
     host_crypto: Option<Rc<dyn HostCrypto>>,
     /// Where tokens are decoded, reused from one to the next.
     scratch: jose::Scratch,
+    /// Deny entries as this VM holds them.
+    revocations: Revocations,
 }
 
 /// What a fresh verification tells the token cache.
@@ -68,6 +74,9 @@ struct Fresh {
     provider: usize,
     gen: u64,
     valid_until_ms: Option<u64>,
+    /// What deny entries can match, kept for cache hits (only when
+    /// revocation is on).
+    subject: Option<Rc<Subject>>,
 }
 
 impl Engine {
@@ -91,6 +100,7 @@ impl Engine {
             tokens: TokenCache::new(cfg.token_cache_size, cfg.token_cache_max_bytes),
             host_crypto: None,
             scratch: jose::Scratch::default(),
+            revocations: Revocations::new(&cfg),
             shared_wake: cfg.wait_mode != WaitMode::PerRequest,
             host_known: false,
             host_envoy: false,
@@ -159,7 +169,13 @@ impl Engine {
     ) -> Verdict {
         let cache = self.tokens.enabled();
         if cache {
-            if let Some(grant) = self.cached(store, token, rule, now_ms) {
+            if let Some((grant, provider, subject)) = self.cached(store, token, rule, now_ms) {
+                // A revocation voids a cached verdict at once.
+                if let Some(s) = subject {
+                    if let Err(r) = self.check_revoked(store, provider, &s.borrowed(), now_ms) {
+                        return Verdict::Deny(r);
+                    }
+                }
                 metrics.incr(Metric::TokenCacheHit);
                 return Verdict::Allow(grant);
             }
@@ -179,6 +195,7 @@ impl Engine {
                             rule,
                             valid_until_ms,
                             grant: grant.clone(),
+                            subject: f.subject,
                         };
                         self.tokens.insert(token, entry);
                     }
@@ -195,11 +212,16 @@ impl Engine {
         token: &str,
         rule: Option<usize>,
         now_ms: u64,
-    ) -> Option<Grant> {
+    ) -> Option<(Grant, usize, Option<Rc<Subject>>)> {
         let provider = self.tokens.provider_of(token)?;
         // The key set may have changed in another worker: read its generation.
         let gen = self.sync(store, provider).ok()?;
-        self.tokens.get(token, rule, now_ms, |_| gen)
+        let grant = self.tokens.get(token, rule, now_ms, |_| gen)?;
+        let subject = match self.revocations.enabled() {
+            true => self.tokens.subject_of(token),
+            false => None,
+        };
+        Some((grant, provider, subject))
     }
 
     /// Verified tokens this worker holds (for tests and `cache/info`).
@@ -244,10 +266,24 @@ impl Engine {
             (e, None) => e,
             (None, a) => a,
         };
+        let c = &d.claims;
+        let subject = SubjectRef {
+            iss: c.iss.as_deref(),
+            sub: c.sub.as_deref(),
+            client: c.client_id.as_deref().or(c.azp.as_deref()),
+            sid: c.sid.as_deref(),
+            jti: c.jti.as_deref(),
+            iat: c.iat.map(|i| i.0 as u64),
+        };
+        self.check_revoked(store, idx, &subject, now_ms)?;
         let fresh = Fresh {
             provider: idx,
             gen: self.providers.get(idx).map_or(0, |r| r.gen),
             valid_until_ms,
+            subject: self
+                .revocations
+                .enabled()
+                .then(|| Rc::new(Subject::of(&subject))),
         };
         Ok((Verdict::Allow(self.grant(&d, idx, rule)?), Some(fresh)))
     }

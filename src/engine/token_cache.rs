@@ -17,6 +17,7 @@ use std::hash::BuildHasher;
 use std::rc::Rc;
 
 use crate::engine::verdict::Grant;
+use crate::revoke::index::Subject;
 
 /// What a cache hit needs to answer without verifying again.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,6 +31,9 @@ pub struct Entry {
     /// Not served at or after this time (ms since the epoch).
     pub valid_until_ms: u64,
     pub grant: Grant,
+    /// The claims deny entries can match, checked again on every hit
+    /// (`None` when revocation is off).
+    pub subject: Option<Rc<Subject>>,
 }
 
 impl Entry {
@@ -44,6 +48,7 @@ impl Entry {
                 .map(|(k, v)| k.len() + v.len() + 48)
                 .sum::<usize>()
             + self.grant.identity.as_ref().map_or(0, String::len)
+            + self.subject.as_ref().map_or(0, |s| s.size() + 16)
     }
 }
 
@@ -108,6 +113,11 @@ impl TokenCache {
     /// The provider a cached token belongs to.
     pub fn provider_of(&self, token: &str) -> Option<usize> {
         self.find(token).map(|(_, e)| e.provider)
+    }
+
+    /// The revocation subject kept with a cached token.
+    pub fn subject_of(&self, token: &str) -> Option<Rc<Subject>> {
+        self.find(token).and_then(|(_, e)| e.subject.clone())
     }
 
     /// The grant for a token seen before on the same rule, if still valid:
@@ -185,6 +195,7 @@ mod tests {
                 headers: vec![("x-jwt-sub".into(), "alice".into())],
                 identity: None,
             },
+            subject: None,
         }
     }
 

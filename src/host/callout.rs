@@ -18,15 +18,17 @@ use crate::metrics::{Metric, Metrics};
 /// A callout in flight: its token, the provider, the document.
 pub(crate) type Sent = (u32, usize, Doc);
 
-/// Sends the next callout for `idx` (the metadata when due, else the
-/// JWKS) from the calling context.
+/// Sends the next callout for `idx` from the calling context: for a key
+/// set (`Doc::Jwks`) the metadata when due, else the JWKS; or its
+/// revocation list (`Doc::Revocations`).
 pub(crate) fn dispatch(
     ctx: &dyn Context,
     engine: &mut Engine,
     m: &dyn Metrics,
     idx: usize,
+    doc: Doc,
 ) -> Option<Sent> {
-    let c = engine.callout(&HostStore, idx, now_ms())?;
+    let c = engine.callout(&HostStore, idx, doc, now_ms())?;
     let (upstream, timeout_ms) = (c.upstream.as_str(), c.timeout_ms);
     let headers: Vec<(&str, &str)> = c
         .headers
@@ -44,6 +46,7 @@ pub(crate) fn dispatch(
             m.incr(match c.doc {
                 Doc::Jwks => Metric::FetchSent,
                 Doc::Discovery => Metric::DiscoverySent,
+                Doc::Revocations => Metric::RevocationFetchSent,
             });
             Some((token, idx, c.doc))
         }
@@ -53,6 +56,7 @@ pub(crate) fn dispatch(
                 m,
                 now_ms(),
                 idx,
+                c.doc,
                 &format!("{e:?} (is '{upstream}' a known upstream?)"),
             );
             None
@@ -95,7 +99,7 @@ pub(crate) fn read_answer(
         let status = answer_header(":status").and_then(|s| s.trim().parse::<u16>().ok());
         (status, answer_header(":dispatch_status"))
     };
-    let body = if status == Some(200) && engine.body_allowed(idx, body_size) {
+    let body = if status == Some(200) && engine.body_allowed(idx, doc, body_size) {
         hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size)
             .ok()
             .flatten()
@@ -125,7 +129,7 @@ pub(crate) fn read_answer(
     };
     let outcome = engine.fetch_done(&HostStore, m, now_ms(), idx, doc, &answer)?;
     if outcome.follow_up() {
-        dispatch(ctx, engine, m, idx)
+        dispatch(ctx, engine, m, idx, Doc::Jwks)
     } else {
         None
     }

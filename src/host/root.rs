@@ -57,7 +57,7 @@ impl Root {
         let (finals, to_send) = e.review_waiters(&HostStore, m.as_ref(), now_ms());
         finish_waiters(&e, m.as_ref(), finals, self.id);
         for idx in to_send {
-            if let Some((token, idx, doc)) = dispatch(self, &mut e, m.as_ref(), idx) {
+            if let Some((token, idx, doc)) = dispatch(self, &mut e, m.as_ref(), idx, Doc::Jwks) {
                 self.callouts.insert(token, (idx, doc));
             }
         }
@@ -140,10 +140,13 @@ impl RootContext for Root {
             let Ok(mut e) = engine.try_borrow_mut() else {
                 return;
             };
-            let due = e.tick(&HostStore, now_ms());
-            for idx in due {
-                if let Some((token, idx, doc)) = dispatch(self, &mut e, self.metrics.as_ref(), idx)
-                {
+            let now = now_ms();
+            let keys = e.tick(&HostStore, now).into_iter().map(|i| (i, Doc::Jwks));
+            let lists = e.revocation_tick(&HostStore, now).into_iter();
+            let due: Vec<(usize, Doc)> = keys.chain(lists.map(|i| (i, Doc::Revocations))).collect();
+            for (idx, doc) in due {
+                let m = self.metrics.clone();
+                if let Some((token, idx, doc)) = dispatch(self, &mut e, m.as_ref(), idx, doc) {
                     self.callouts.insert(token, (idx, doc));
                 }
             }

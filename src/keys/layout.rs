@@ -280,14 +280,43 @@ pub fn write_keys(
     names: &Names,
     keys: Vec<Value>,
 ) -> Result<u64, StoreError> {
+    store_list(store, names, |_| Some(keys.clone())).map(|(gen, _)| gen)
+}
+
+/// Read-modify-write of the list under `names.keys` (a key set, or any
+/// list of JSON values kept the same way): `f` edits the current list and
+/// returns whether to write it. A write bumps the generation. Returns the
+/// generation and whether it wrote.
+pub fn update_keys(
+    store: &dyn SharedStore,
+    names: &Names,
+    mut f: impl FnMut(&mut Vec<Value>) -> bool,
+) -> Result<(u64, bool), StoreError> {
+    store_list(store, names, |bytes| {
+        let mut list = bytes
+            .and_then(|b| serde_json::from_slice::<KeysRecord>(b).ok())
+            .map(|r| r.keys)
+            .unwrap_or_default();
+        f(&mut list).then_some(list)
+    })
+}
+
+/// Writes the list `f` makes of the stored record's bytes (`None`: leave
+/// it), by compare-and-swap, and bumps the generation.
+fn store_list(
+    store: &dyn SharedStore,
+    names: &Names,
+    mut f: impl FnMut(Option<&[u8]>) -> Option<Vec<Value>>,
+) -> Result<(u64, bool), StoreError> {
     for _ in 0..CAS_ATTEMPTS {
         let (gen_bytes, gen_cas) = store.get(&names.gen)?;
-        let gen = parse_u64(gen_bytes) + 1;
-        let (_, keys_cas) = store.get(&names.keys)?;
-        let record = KeysRecord {
-            gen,
-            keys: keys.clone(),
+        let current = parse_u64(gen_bytes);
+        let (bytes, keys_cas) = store.get(&names.keys)?;
+        let Some(list) = f(bytes.as_deref()) else {
+            return Ok((current, false));
         };
+        let gen = current + 1;
+        let record = KeysRecord { gen, keys: list };
         let bytes = serde_json::to_vec(&record).map_err(|e| StoreError::Host(e.to_string()))?;
         match store.set(&names.keys, &bytes, keys_cas) {
             Ok(()) => {}
@@ -302,7 +331,7 @@ pub fn write_keys(
                     Ok(()) | Err(StoreError::CasMismatch) => {}
                     Err(e) => log::warn!("jwt_jwks: marking generation {gen} failed: {e}"),
                 }
-                return Ok(gen);
+                return Ok((gen, true));
             }
             Err(StoreError::CasMismatch) => continue,
             Err(e) => return Err(e),

@@ -135,6 +135,8 @@ pub enum Doc {
     Discovery,
     /// The JWKS.
     Jwks,
+    /// A provider's revocation list (`revoke::pull`; the engine routes it).
+    Revocations,
 }
 
 /// A callout to send: where, and its request headers.

@@ -82,6 +82,12 @@ pub struct Claims<'a> {
     pub nbf: Option<NumericDate>,
     pub iat: Option<NumericDate>,
     pub jti: Option<Text<'a>>,
+    /// `client_id` (RFC 8693), `azp` (OpenID Connect) and `sid`: read only
+    /// for revocation entries, so a value that is not a string is ignored
+    /// rather than refused.
+    pub client_id: Option<Text<'a>>,
+    pub azp: Option<Text<'a>>,
+    pub sid: Option<Text<'a>>,
 }
 
 /// An optional string member: `null` is absent.
@@ -123,7 +129,30 @@ const HEADER_MEMBERS: [&str; 9] = [
 ];
 
 /// The registered claims read; a second one of any of them is refused.
-const CLAIM_MEMBERS: [&str; 7] = ["iss", "sub", "aud", "exp", "nbf", "iat", "jti"];
+const CLAIM_MEMBERS: [&str; 10] = [
+    "iss",
+    "sub",
+    "aud",
+    "exp",
+    "nbf",
+    "iat",
+    "jti",
+    "client_id",
+    "azp",
+    "sid",
+];
+
+/// A string member, or `None` for any other JSON value (skipped).
+fn lenient_text<'a>(r: &mut Reader<'a>) -> json::Result<Option<Text<'a>>> {
+    match r.string() {
+        Ok(t) => Ok(Some(t)),
+        Err(json::Error::Type) => {
+            r.skip()?;
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
+}
 
 /// The index of a known member, after refusing a second one.
 fn known(names: &[&str], key: &str, seen: &mut u32) -> json::Result<Option<usize>> {
@@ -179,7 +208,10 @@ impl<'a> Claims<'a> {
                 Some(3) => c.exp = opt_date(r)?,
                 Some(4) => c.nbf = opt_date(r)?,
                 Some(5) => c.iat = opt_date(r)?,
-                Some(_) => c.jti = opt_text(r)?,
+                Some(6) => c.jti = opt_text(r)?,
+                Some(7) => c.client_id = lenient_text(r)?,
+                Some(8) => c.azp = lenient_text(r)?,
+                Some(_) => c.sid = lenient_text(r)?,
             }
             Ok(())
         })?;

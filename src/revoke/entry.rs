@@ -1,0 +1,373 @@
+//! Deny entries, in the one format the admin push and a pulled document
+//! share:
+//!
+//! ```json
+//! {"entries": [
+//!   {"type": "jti", "value": "...", "iss": "...", "exp": 1790000000},
+//!   {"type": "sub", "value": "...", "exp": 1790000000},
+//!   {"type": "not_before", "value": 1789990000, "iss": "...", "exp": 1790000000}
+//! ]}
+//! ```
+//!
+//! - `type`: `jti`, `sub`, `client_id` (matches the token's `client_id`,
+//!   else its `azp`), `sid`, or `not_before`.
+//! - `value`: the claim value (a string), or for `not_before` a time in
+//!   seconds since the epoch: tokens whose `iat` is earlier are refused.
+//! - `iss`: required for `jti` (a `jti` is unique per issuer) and for
+//!   `not_before`; optional for the others (absent: any issuer).
+//! - `sub` or `client_id` (not both), for `not_before` only: the cut-off
+//!   applies to that subject or client of the issuer only.
+//! - `exp`: seconds since the epoch after which the entry drops out by
+//!   itself; required (a deny entry outlives the tokens it targets, no
+//!   more).
+//!
+//! Each entry has an `id`: 16 hex digits of SHA-256 over what it targets
+//! (not its `exp`), so pushing the same target again replaces the entry.
+#![forbid(unsafe_code)]
+
+use serde_json::{json, Map, Value};
+
+/// The longest `value`, `iss`, `sub` or `client_id` accepted.
+pub const MAX_TEXT: usize = 1024;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    Jti,
+    Sub,
+    Client,
+    Sid,
+    NotBefore,
+}
+
+impl Kind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Jti => "jti",
+            Kind::Sub => "sub",
+            Kind::Client => "client_id",
+            Kind::Sid => "sid",
+            Kind::NotBefore => "not_before",
+        }
+    }
+
+    fn parse(name: &str) -> Option<Kind> {
+        [
+            Kind::Jti,
+            Kind::Sub,
+            Kind::Client,
+            Kind::Sid,
+            Kind::NotBefore,
+        ]
+        .into_iter()
+        .find(|k| k.name() == name)
+    }
+}
+
+/// What an entry denies.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// Tokens whose claim of this kind (`jti`, `sub`, client, `sid`) is
+    /// `value`, from `iss` (any issuer when `None`; never for `jti`).
+    Claim {
+        kind: Kind,
+        value: String,
+        iss: Option<String>,
+    },
+    /// Tokens of `iss` (and of `sub`, or of `client`, when given) issued
+    /// before `at`.
+    NotBefore {
+        iss: String,
+        sub: Option<String>,
+        client: Option<String>,
+        at: u64,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub target: Target,
+    /// Seconds since the epoch; the entry counts while `now < exp`.
+    pub exp: u64,
+}
+
+impl Entry {
+    pub fn kind(&self) -> Kind {
+        match &self.target {
+            Target::Claim { kind, .. } => *kind,
+            Target::NotBefore { .. } => Kind::NotBefore,
+        }
+    }
+
+    pub fn live(&self, now_s: u64) -> bool {
+        now_s < self.exp
+    }
+
+    /// 16 hex digits naming what the entry targets.
+    pub fn id(&self) -> String {
+        let canonical = match &self.target {
+            Target::Claim { kind, value, iss } => json!([kind.name(), value, iss]),
+            Target::NotBefore {
+                iss, sub, client, ..
+            } => json!(["not_before", iss, sub, client]),
+        };
+        let digest = hmac_sha256::Hash::hash(canonical.to_string().as_bytes());
+        digest[..8].iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// The entry in the shared format, with its `id`.
+    pub fn to_json(&self) -> Value {
+        let mut m = Map::new();
+        m.insert("id".into(), json!(self.id()));
+        m.insert("type".into(), json!(self.kind().name()));
+        match &self.target {
+            Target::Claim { value, iss, .. } => {
+                m.insert("value".into(), json!(value));
+                if let Some(i) = iss {
+                    m.insert("iss".into(), json!(i));
+                }
+            }
+            Target::NotBefore {
+                iss,
+                sub,
+                client,
+                at,
+            } => {
+                m.insert("value".into(), json!(at));
+                m.insert("iss".into(), json!(iss));
+                if let Some(s) = sub {
+                    m.insert("sub".into(), json!(s));
+                }
+                if let Some(c) = client {
+                    m.insert("client_id".into(), json!(c));
+                }
+            }
+        }
+        m.insert("exp".into(), json!(self.exp));
+        Value::Object(m)
+    }
+}
+
+/// Why an entry (or a document of them) was refused; `at` is the entry's
+/// index in `entries`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EntryError {
+    pub at: Option<usize>,
+    pub message: String,
+}
+
+impl std::fmt::Display for EntryError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.at {
+            Some(i) => write!(f, "entries[{i}]: {}", self.message),
+            None => f.write_str(&self.message),
+        }
+    }
+}
+
+fn text(m: &Map<String, Value>, name: &str) -> Result<Option<String>, String> {
+    match m.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if !s.is_empty() && s.len() <= MAX_TEXT => Ok(Some(s.clone())),
+        Some(Value::String(_)) => Err(format!("\"{name}\" must be 1 to {MAX_TEXT} bytes")),
+        Some(_) => Err(format!("\"{name}\" must be a string")),
+    }
+}
+
+fn seconds(v: Option<&Value>, name: &str) -> Result<u64, String> {
+    v.and_then(Value::as_u64)
+        .filter(|s| *s > 0 && *s < 1 << 40)
+        .ok_or_else(|| format!("\"{name}\" must be a time in seconds since the epoch"))
+}
+
+/// One entry from its JSON object.
+pub fn parse_entry(v: &Value) -> Result<Entry, String> {
+    let m = v.as_object().ok_or("must be a JSON object")?;
+    for key in m.keys() {
+        if !matches!(
+            key.as_str(),
+            "id" | "type" | "value" | "iss" | "sub" | "client_id" | "exp"
+        ) {
+            return Err(format!("unknown member \"{key}\""));
+        }
+    }
+    let kind = m
+        .get("type")
+        .and_then(Value::as_str)
+        .and_then(Kind::parse)
+        .ok_or("\"type\" must be jti, sub, client_id, sid or not_before")?;
+    let exp = seconds(m.get("exp"), "exp")?;
+    let iss = text(m, "iss")?;
+    let target = if kind == Kind::NotBefore {
+        let at = seconds(m.get("value"), "value")?;
+        let iss = iss.ok_or("\"iss\" is required for not_before")?;
+        let (sub, client) = (text(m, "sub")?, text(m, "client_id")?);
+        if sub.is_some() && client.is_some() {
+            return Err("not_before takes \"sub\" or \"client_id\", not both".into());
+        }
+        Target::NotBefore {
+            iss,
+            sub,
+            client,
+            at,
+        }
+    } else {
+        for only in ["sub", "client_id"] {
+            if m.contains_key(only) {
+                return Err(format!("\"{only}\" is for not_before entries only"));
+            }
+        }
+        let value = text(m, "value")?.ok_or("\"value\" is required")?;
+        if kind == Kind::Jti && iss.is_none() {
+            return Err("\"iss\" is required for jti (a jti is unique per issuer)".into());
+        }
+        Target::Claim { kind, value, iss }
+    };
+    Ok(Entry { target, exp })
+}
+
+/// A document `{"entries": [...]}`: every entry must be valid (one bad
+/// entry refuses the document, so a half-read list never replaces a good
+/// one); at most `max` of them.
+pub fn parse_document(bytes: &[u8], max: usize) -> Result<Vec<Entry>, EntryError> {
+    let whole = |message: String| EntryError { at: None, message };
+    let doc: Value = serde_json::from_slice(bytes).map_err(|e| whole(format!("not JSON: {e}")))?;
+    let obj = doc
+        .as_object()
+        .ok_or_else(|| whole("must be a JSON object".into()))?;
+    if let Some(k) = obj.keys().find(|k| k.as_str() != "entries") {
+        return Err(whole(format!("unknown member \"{k}\"")));
+    }
+    let list = obj
+        .get("entries")
+        .and_then(Value::as_array)
+        .ok_or_else(|| whole("\"entries\" must be an array".into()))?;
+    if list.len() > max {
+        return Err(whole(format!(
+            "{} entries, more than the {max} allowed (max_revocation_entries)",
+            list.len()
+        )));
+    }
+    list.iter()
+        .enumerate()
+        .map(|(i, v)| {
+            parse_entry(v).map_err(|message| EntryError {
+                at: Some(i),
+                message,
+            })
+        })
+        .collect()
+}
+
+/// Entries as stored in shared data (each with its `id`).
+pub fn to_values(entries: &[Entry]) -> Vec<Value> {
+    entries.iter().map(Entry::to_json).collect()
+}
+
+/// Entries read back from shared data; an unreadable one is skipped.
+pub fn from_values(values: &[Value]) -> Vec<Entry> {
+    values.iter().filter_map(|v| parse_entry(v).ok()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn one(v: Value) -> Result<Entry, String> {
+        parse_entry(&v)
+    }
+
+    #[test]
+    fn each_kind_parses_and_round_trips() {
+        let docs = [
+            json!({"type": "jti", "value": "j1", "iss": "https://idp", "exp": 2000000000u64}),
+            json!({"type": "sub", "value": "alice", "exp": 2000000000u64}),
+            json!({"type": "client_id", "value": "app", "iss": "https://idp", "exp": 2000000000u64}),
+            json!({"type": "sid", "value": "s-1", "exp": 2000000000u64}),
+            json!({"type": "not_before", "value": 1900000000u64, "iss": "https://idp", "exp": 2000000000u64}),
+            json!({"type": "not_before", "value": 1900000000u64, "iss": "https://idp", "sub": "bob", "exp": 2000000000u64}),
+            json!({"type": "not_before", "value": 1900000000u64, "iss": "https://idp", "client_id": "app", "exp": 2000000000u64}),
+        ];
+        for d in docs {
+            let e = one(d.clone()).unwrap();
+            let back = e.to_json();
+            assert_eq!(back["id"], json!(e.id()));
+            assert_eq!(one(back).unwrap(), e);
+        }
+    }
+
+    #[test]
+    fn the_id_names_the_target_not_the_expiry() {
+        let a = one(json!({"type": "sub", "value": "alice", "exp": 2000000000u64})).unwrap();
+        let b = one(json!({"type": "sub", "value": "alice", "exp": 2100000000u64})).unwrap();
+        let c = one(json!({"type": "sid", "value": "alice", "exp": 2000000000u64})).unwrap();
+        assert_eq!(a.id(), b.id());
+        assert_ne!(a.id(), c.id());
+        assert_eq!(a.id().len(), 16);
+    }
+
+    #[test]
+    fn bad_entries_say_what_is_wrong() {
+        let cases = [
+            (
+                json!({"type": "jti", "value": "j", "exp": 2000000000u64}),
+                "\"iss\" is required",
+            ),
+            (json!({"type": "sub", "value": "a"}), "\"exp\""),
+            (json!({"type": "sub", "value": "a", "exp": -1}), "\"exp\""),
+            (
+                json!({"type": "kid", "value": "a", "exp": 2000000000u64}),
+                "\"type\"",
+            ),
+            (
+                json!({"type": "sub", "value": 7, "exp": 2000000000u64}),
+                "\"value\" must be a string",
+            ),
+            (
+                json!({"type": "sub", "value": "", "exp": 2000000000u64}),
+                "1 to 1024",
+            ),
+            (
+                json!({"type": "sub", "value": "a", "exp": 2000000000u64, "sid": "x"}),
+                "unknown member",
+            ),
+            (
+                json!({"type": "sub", "value": "a", "sub": "b", "exp": 2000000000u64}),
+                "not_before entries only",
+            ),
+            (
+                json!({"type": "not_before", "value": "soon", "iss": "i", "exp": 2000000000u64}),
+                "\"value\"",
+            ),
+            (
+                json!({"type": "not_before", "value": 1, "exp": 2000000000u64}),
+                "\"iss\" is required",
+            ),
+            (
+                json!({"type": "not_before", "value": 1, "iss": "i", "sub": "s", "client_id": "c", "exp": 2000000000u64}),
+                "not both",
+            ),
+            (json!(["sub"]), "JSON object"),
+        ];
+        for (doc, word) in cases {
+            let err = one(doc.clone()).unwrap_err();
+            assert!(err.contains(word), "{doc}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_document_is_all_or_nothing_and_bounded() {
+        let good = br#"{"entries": [{"type": "sub", "value": "a", "exp": 2000000000}]}"#;
+        assert_eq!(parse_document(good, 10).unwrap().len(), 1);
+        let bad =
+            br#"{"entries": [{"type": "sub", "value": "a", "exp": 2000000000}, {"type": "sub"}]}"#;
+        let err = parse_document(bad, 10).unwrap_err();
+        assert_eq!(err.at, Some(1));
+        assert!(parse_document(good, 0)
+            .unwrap_err()
+            .message
+            .contains("max_revocation_entries"));
+        assert!(parse_document(b"{\"entries\": {}}", 10).is_err());
+        assert!(parse_document(b"{\"entries\": [], \"more\": 1}", 10).is_err());
+        assert!(parse_document(b"not json", 10).is_err());
+    }
+}

@@ -1,0 +1,124 @@
+//! A worker's copy of the deny entries: the pushed list and each
+//! provider's pulled list, kept in step with shared data by generation as
+//! the key sets are, and the index built from all of them.
+#![forbid(unsafe_code)]
+
+use crate::config::Config;
+use crate::keys::layout::{self, Names};
+use crate::revoke::entry::{self, Entry};
+use crate::revoke::index::Index;
+use crate::revoke::{pull, push};
+use crate::store::{SharedStore, StoreError};
+
+/// One list in shared data and this VM's copy of it.
+#[derive(Debug)]
+pub struct List {
+    pub names: Names,
+    pub gen: u64,
+    next: String,
+    loaded: bool,
+    pub entries: Vec<Entry>,
+}
+
+impl List {
+    fn new(names: Names) -> List {
+        List {
+            names,
+            gen: 0,
+            next: String::new(),
+            loaded: false,
+            entries: Vec::new(),
+        }
+    }
+
+    /// Re-reads the list if its generation moved (`full`: read the
+    /// generation itself); `true` when it changed.
+    fn sync(&mut self, store: &dyn SharedStore, full: bool) -> Result<bool, StoreError> {
+        if self.loaded && !full && !layout::has_marker(store, &self.next)? {
+            return Ok(false);
+        }
+        let gen = layout::read_gen(store, &self.names)?;
+        if self.loaded && gen == self.gen {
+            return Ok(false);
+        }
+        let record = layout::read_keys(store, &self.names)?;
+        self.entries = entry::from_values(&record.keys);
+        self.gen = gen;
+        self.next = self.names.marker(gen + 1);
+        self.loaded = true;
+        Ok(true)
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct Revocations {
+    /// The admin push's list (when the admin path is on).
+    pub pushed: Option<List>,
+    /// Per provider: its pulled list, and until when it counts as fresh
+    /// (ms since the epoch; read from the shared state on every tick).
+    pub pulled: Vec<Option<(List, u64)>>,
+    pub index: Index,
+    /// When the next entry expires (s): the index is rebuilt then, so
+    /// memory does not hold dead entries.
+    next_expiry_s: u64,
+}
+
+impl Revocations {
+    pub fn new(cfg: &Config) -> Revocations {
+        Revocations {
+            pushed: cfg.admin.as_ref().map(|_| List::new(push::names())),
+            pulled: cfg
+                .providers
+                .iter()
+                .map(|p| {
+                    p.revocation
+                        .as_ref()
+                        .map(|s| (List::new(pull::names(s)), 0))
+                })
+                .collect(),
+            ..Revocations::default()
+        }
+    }
+
+    /// Whether any source exists (else nothing is checked at all).
+    pub fn enabled(&self) -> bool {
+        self.pushed.is_some() || self.pulled.iter().any(Option::is_some)
+    }
+
+    fn lists_mut(&mut self) -> impl Iterator<Item = &mut List> {
+        self.pushed
+            .iter_mut()
+            .chain(self.pulled.iter_mut().flatten().map(|(l, _)| l))
+    }
+
+    fn rebuild(&mut self, now_s: u64) {
+        let all = self
+            .pushed
+            .iter()
+            .chain(self.pulled.iter().flatten().map(|(l, _)| l))
+            .flat_map(|l| l.entries.iter());
+        self.index = Index::build(all.clone(), now_s);
+        self.next_expiry_s = all
+            .filter(|e| e.live(now_s))
+            .map(|e| e.exp)
+            .min()
+            .unwrap_or(u64::MAX);
+    }
+
+    /// Brings every list up to date; rebuilds the index on a change.
+    pub fn sync(
+        &mut self,
+        store: &dyn SharedStore,
+        now_s: u64,
+        full: bool,
+    ) -> Result<(), StoreError> {
+        let mut changed = false;
+        for l in self.lists_mut() {
+            changed |= l.sync(store, full)?;
+        }
+        if changed || now_s >= self.next_expiry_s {
+            self.rebuild(now_s);
+        }
+        Ok(())
+    }
+}
