@@ -69,6 +69,10 @@ def main():
         text = open(path).read()
         for block in re.findall(r"```json\n(.*?)```", text, re.S):
             put("config", block)
+        for block in re.findall(r"```json entries\n(.*?)```", text, re.S):
+            put("revocations", block)
+    put("revocations", '{"entries": [{"type": "sub", "value": "s", "exp": 1900000000}, '
+                       '{"type": "not_before", "value": 1799999500, "iss": "i", "sub": "s", "exp": 1900000000}]}')
     put("config", '{"jwks_uri":"http://idp/jwks","providers":[],"rules":[{"path":"/x"}]}')
     put("config", json.dumps({"jwks_uri": "https://a/b", "cache_ttl": 3600, "timeout": 5000,
                               "ssl_verify": False, "key_claim_name": "iss",

@@ -1,9 +1,16 @@
 //! The admin path: `GET <prefix>/cache/info`, `POST <prefix>/cache/clear`,
 //! `POST <prefix>/cache/clear/<kid>`, and the pushed deny entries
-//! (`POST <prefix>/revocations` with a body, `GET <prefix>/revocations`
-//! paged by `offset` and `limit`, `DELETE <prefix>/revocations/<id>`),
-//! answered by the filter itself and protected by a bearer token compared
-//! in constant time.
+//! (`POST <prefix>/revocations?entries=<document>`, `GET
+//! <prefix>/revocations` paged by `offset` and `limit`, `DELETE
+//! <prefix>/revocations/<id>`), answered by the filter itself and protected
+//! by a bearer token compared in constant time.
+//!
+//! A push carries its entries document (`{"entries": [...]}`, URL-encoded)
+//! in the query, not in a body: Envoy's wasm host turns a filter's pause in
+//! the header phase into a pause of the whole stream (proxy-wasm-cpp-host,
+//! `ContextBase::convertVmCallResultToFilterHeadersStatus`), so a filter
+//! cannot read a request body without first letting the headers go on to
+//! the upstream. The query keeps the push inside the filter on every host.
 #![forbid(unsafe_code)]
 
 use serde_json::json;
@@ -17,8 +24,8 @@ pub enum Action {
     Info,
     ClearAll,
     ClearKid(String),
-    /// Add deny entries: the request body holds them.
-    RevocationsAdd,
+    /// Add deny entries: the entries document, from the query.
+    RevocationsAdd(String),
     RevocationsList {
         offset: usize,
         limit: usize,
@@ -29,8 +36,15 @@ pub enum Action {
 /// The largest page of `GET <prefix>/revocations`.
 pub const MAX_PAGE: usize = 1000;
 
-/// The largest body `POST <prefix>/revocations` reads.
-pub const MAX_PUSH_BODY: usize = 4 << 20;
+/// A query parameter's value, URL-decoded (`+` is a space).
+fn query_param(query: &str, name: &str) -> Option<Option<String>> {
+    let raw = query
+        .split('&')
+        .filter_map(|p| p.split_once('=').or(Some((p, ""))))
+        .find(|(k, _)| *k == name)?
+        .1;
+    Some(decode_kid(&raw.replace('+', " ")))
+}
 
 /// `offset` and `limit` of a query string (defaults 0 and 100; `limit`
 /// at most [`MAX_PAGE`]); `None` when one is not a number.
@@ -131,7 +145,16 @@ pub fn route(
     let (action, allowed) = match rest {
         "/cache/info" => (Action::Info, "GET"),
         "/cache/clear" => (Action::ClearAll, "POST"),
-        "/revocations" if method == "POST" => (Action::RevocationsAdd, "POST"),
+        "/revocations" if method == "POST" => match query_param(query, "entries") {
+            Some(Some(doc)) => (Action::RevocationsAdd(doc), "POST"),
+            _ => {
+                return Route::Reply(error(
+                    400,
+                    "invalid_request",
+                    "the entries document goes in the query: ?entries=<URL-encoded JSON>",
+                ))
+            }
+        },
         "/revocations" => match page(query) {
             Some((offset, limit)) => (Action::RevocationsList { offset, limit }, "GET, POST"),
             None => {
@@ -303,8 +326,17 @@ mod tests {
         let a = admin();
         let b = bearer();
         assert_eq!(
-            route(Some(&a), "POST", "/jwt-jwks/revocations", Some(&b)),
-            Route::Run(Action::RevocationsAdd)
+            route(
+                Some(&a),
+                "POST",
+                "/jwt-jwks/revocations?entries=%7B%22entries%22%3A+%5B%5D%7D",
+                Some(&b)
+            ),
+            Route::Run(Action::RevocationsAdd("{\"entries\": []}".into()))
+        );
+        assert_eq!(
+            status(route(Some(&a), "POST", "/jwt-jwks/revocations", Some(&b))),
+            400
         );
         assert_eq!(
             route(

@@ -95,3 +95,17 @@ fn every_json_configuration_in_the_docs_loads() {
     }
     assert!(blocks >= 5, "{blocks}");
 }
+
+#[test]
+fn the_revocation_entries_example_in_the_docs_parses() {
+    let text =
+        fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/configuration.md"))
+            .unwrap();
+    let block = text
+        .split("```json entries\n")
+        .nth(1)
+        .and_then(|b| b.split("```").next())
+        .expect("docs/configuration.md has a ```json entries block");
+    let entries = jwt_jwks::revoke::entry::parse_document(block.as_bytes(), 100).unwrap();
+    assert_eq!(entries.len(), 6);
+}

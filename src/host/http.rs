@@ -28,14 +28,33 @@ use crate::metrics::{Metric, Metrics};
 use crate::response::{self, json_reply, LocalReply};
 use crate::token::find::{self, Source};
 
+/// `POST <prefix>/revocations` with its entries document.
+fn push(e: &mut Engine, doc: &[u8]) -> LocalReply {
+    use crate::revoke::push::PushError;
+    let message = |status: u16, error: &str, text: String| {
+        json_reply(status, serde_json::json!({"error": error, "message": text}))
+    };
+    match e.revocations_add(&HostStore, doc, now_ms()) {
+        Ok(answer) => json_reply(200, answer),
+        Err(PushError::Invalid(err)) => message(400, "invalid_request", err.to_string()),
+        Err(PushError::Full { would_hold, max }) => message(
+            409,
+            "full",
+            format!(
+                "the pushed list would hold {would_hold} entries, more than \
+                     max_revocation_entries ({max})"
+            ),
+        ),
+        Err(PushError::Store(err)) => message(500, "internal", err.to_string()),
+    }
+}
+
 pub(crate) struct Http {
     id: u32,
     engine: Rc<RefCell<Engine>>,
     metrics: Rc<HostMetrics>,
     /// Callouts this request sent: (token, provider, document).
     callouts: Vec<Sent>,
-    /// An authenticated `POST <prefix>/revocations` waiting for its body.
-    push_pending: bool,
 }
 
 impl Http {
@@ -45,7 +64,6 @@ impl Http {
             engine,
             metrics,
             callouts: Vec::new(),
-            push_pending: false,
         }
     }
 
@@ -61,8 +79,7 @@ impl Http {
             AdminAction::RevocationsDelete(id) => e
                 .revocations_delete(&HostStore, &id, now_ms())
                 .map(|found| found.then(|| serde_json::json!({ "deleted": id }))),
-            // Answered once the body is in (`push`).
-            AdminAction::RevocationsAdd => return self.push(e, b""),
+            AdminAction::RevocationsAdd(doc) => return push(e, doc.as_bytes()),
         };
         match result {
             Ok(Some(body)) => json_reply(200, body),
@@ -77,28 +94,7 @@ impl Http {
         }
     }
 
-    /// `POST <prefix>/revocations` with its body.
-    fn push(&self, e: &mut Engine, body: &[u8]) -> LocalReply {
-        use crate::revoke::push::PushError;
-        let message = |status: u16, error: &str, text: String| {
-            json_reply(status, serde_json::json!({"error": error, "message": text}))
-        };
-        match e.revocations_add(&HostStore, body, now_ms()) {
-            Ok(answer) => json_reply(200, answer),
-            Err(PushError::Invalid(err)) => message(400, "invalid_request", err.to_string()),
-            Err(PushError::Full { would_hold, max }) => message(
-                409,
-                "full",
-                format!(
-                    "the pushed list would hold {would_hold} entries, more than \
-                     max_revocation_entries ({max})"
-                ),
-            ),
-            Err(PushError::Store(err)) => message(500, "internal", err.to_string()),
-        }
-    }
-
-    fn request(&mut self, end_of_stream: bool) -> Action {
+    fn request(&mut self) -> Action {
         // Bytes, not text: a header value may hold any byte (Envoy passes
         // 0x80-0xFF through); a name or value that is not UTF-8 is read
         // with replacement characters.
@@ -146,11 +142,6 @@ impl Http {
             Route::Reply(r) => {
                 m.incr(Metric::AdminRequests);
                 send(&r);
-                return Action::Pause;
-            }
-            Route::Run(AdminAction::RevocationsAdd) if !end_of_stream => {
-                // The entries are in the body: answered in on_http_request_body.
-                self.push_pending = true;
                 return Action::Pause;
             }
             Route::Run(action) => {
@@ -297,49 +288,8 @@ impl Context for Http {
 }
 
 impl HttpContext for Http {
-    fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
-        self.request(end_of_stream)
-    }
-
-    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
-        if !self.push_pending {
-            return Action::Continue;
-        }
-        if body_size > admin::MAX_PUSH_BODY {
-            self.push_pending = false;
-            send(&json_reply(
-                413,
-                serde_json::json!({"error": "too_large", "message": format!(
-                    "a push body may hold {} bytes at most: send the entries in several pushes",
-                    admin::MAX_PUSH_BODY
-                )}),
-            ));
-            return Action::Pause;
-        }
-        if !end_of_stream {
-            // Buffered by the host until the whole body is in.
-            return Action::Pause;
-        }
-        self.push_pending = false;
-        let body = proxy_wasm::hostcalls::get_buffer(
-            proxy_wasm::types::BufferType::HttpRequestBody,
-            0,
-            body_size,
-        )
-        .ok()
-        .flatten()
-        .unwrap_or_default();
-        let engine = self.engine.clone();
-        let r = match engine.try_borrow_mut() {
-            Ok(mut e) => self.push(&mut e, &body),
-            Err(_) => json_reply(
-                503,
-                serde_json::json!({"error": "busy", "message": "try again"}),
-            ),
-        };
-        self.metrics.incr(Metric::AdminRequests);
-        send(&r);
-        Action::Pause
+    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        self.request()
     }
 }
 
