@@ -20,6 +20,9 @@ What it starts, all on 127.0.0.1, and stops (by process group) when it ends:
         wasm_host_id  the same with the identity filter-state property on (the default)
         wasm_pure     this filter, host_crypto "off", token_cache_size 0
         wasm_cache    this filter, defaults (token cache on)
+        wasm_host_rev, wasm_cache_rev   wasm_host and wasm_cache with 100,000 deny
+                      entries pulled from a revocation list (issue 17); their ratio
+                      column is to the same scenario without them
         wasm_alt      only with --alt WASM: that module, wasm_host's configuration, a VM
                       of its own (make bench-floor: the floor variant, tools/floor.patch)
     Like native jwt_authn by default, the filter scenarios forward nothing but the
@@ -27,8 +30,8 @@ What it starts, all on 127.0.0.1, and stops (by process group) when it ends:
   * wrk (1 thread, pinned to CPU 1), a Lua script rotating through a file of tokens.
 
 Runs: unique tokens (a pool of --tokens pre-minted tokens, distinct `jti`) for none,
-wasm_noop, native, wasm_host, wasm_pure; one repeated token for native_cache and
-wasm_cache. Algorithms: RS256 and ES256 everywhere; PS256 and EdDSA for native and
+wasm_noop, native, wasm_host(_rev), wasm_pure; one repeated token for native_cache and
+wasm_cache(_rev). Algorithms: RS256 and ES256 everywhere; PS256 and EdDSA for native and
 wasm_pure. Every listener is checked before measuring (valid token 200, forged
 signature 401, no token 401). After one warm-up pass the runs are interleaved
 for --rounds rounds (a fresh random order each round). For each run Envoy's CPU
@@ -94,9 +97,17 @@ SCENARIOS = {
     "wasm_pure": ("unique", ALGS, True),
     "wasm_cache": ("repeated", ("RS256", "ES256"), True),
     "wasm_alt": ("unique", ("RS256", "ES256"), True),
+    "wasm_host_rev": ("unique", ("RS256", "ES256"), True),
+    "wasm_cache_rev": ("repeated", ("RS256", "ES256"), True),
 }
-ORDER = ["none", "wasm_noop", "native", "native_cache", "wasm_host", "wasm_alt", "wasm_host_id",
-         "wasm_pure", "wasm_cache"]
+# revocation rows: the same scenario with REVOKED_ENTRIES deny entries loaded
+# from a pulled list (issue 17); compared with the scenario without
+REV_OF = {"wasm_host_rev": "wasm_host", "wasm_cache_rev": "wasm_cache"}
+REVOKED_ENTRIES = 100_000
+REVOKED_JTI = "bench-revoked"
+LIST_PATH = "/revoked.json"
+ORDER = ["none", "wasm_noop", "native", "native_cache", "wasm_host", "wasm_host_rev", "wasm_alt",
+         "wasm_host_id", "wasm_pure", "wasm_cache", "wasm_cache_rev"]
 # the scenarios whose ratio is to native jwt_authn of the same algorithm (unique tokens)
 VS_NATIVE = ("wasm_host", "wasm_host_id", "wasm_pure", "wasm_alt")
 # (scenario, alg) pairs that may be missing without it being a failure
@@ -429,6 +440,15 @@ def scenario_filters(ctx, name, srv, dropped):
         return wasm(wasm_base(srv, host_crypto="off", token_cache_size=0))
     if name == "wasm_cache":
         return wasm(wasm_base(srv))
+    if name in REV_OF:
+        lists = ctx.revocation_list()
+        rev = {"revocation_uri": lists.url_for(LIST_PATH), "revocation_upstream": lists.cluster_name,
+               "max_revocation_entries": REVOKED_ENTRIES + 1}
+        if name == "wasm_host_rev":
+            if "host_crypto" in dropped:
+                return None
+            return wasm(wasm_base(srv, host_crypto="on", token_cache_size=0, **rev))
+        return wasm(wasm_base(srv, **rev))
     raise ValueError(name)
 
 
@@ -539,6 +559,18 @@ class Ctx:
         self.servers.append(srv)
         return srv.start()
 
+    def revocation_list(self):
+        """The list server of the revocation rows: REVOKED_ENTRIES jti entries
+        of ISS, none of them a benchmark token's but REVOKED_JTI."""
+        if getattr(self, "_lists", None) is None:
+            exp = int(time.time()) + 86400
+            entries = [{"type": "jti", "value": "rev-%06d" % i, "iss": ISS, "exp": exp}
+                       for i in range(REVOKED_ENTRIES - 1)]
+            entries.append({"type": "jti", "value": REVOKED_JTI, "iss": ISS, "exp": exp})
+            self._lists = self.jwks({"keys": []})
+            self._lists.documents[LIST_PATH] = {"entries": entries}
+        return self._lists
+
     def cleanup(self):
         if self.wrk is not None:
             self.wrk.kill()
@@ -583,7 +615,8 @@ def start_main_envoy(ctx, srv, scenarios):
                                      "(Envoy would not start with it)")
                 continue
             listeners.append((name, filters))
-        env = make_envoy(ctx, "bench-envoy-%d" % len(ctx.envoys), listeners, [srv],
+        servers = [srv] + ([ctx.revocation_list()] if any(n in REV_OF for n in scenarios) else [])
+        env = make_envoy(ctx, "bench-envoy-%d" % len(ctx.envoys), listeners, servers,
                          cpu=ctx.envoy_cpu)
         try:
             return env, env.start(), unavailable
@@ -640,6 +673,17 @@ def wait_keys(env, name, key, alg, timeout=15.0):
     return False
 
 
+def wait_revoked(env, name, key, timeout=60.0):
+    """Until the token with REVOKED_JTI is refused: the whole list is loaded."""
+    deadline = time.monotonic() + timeout
+    tok = valid_token(key, "RS256", jti=REVOKED_JTI)
+    while time.monotonic() < deadline:
+        if http_get(env.ports[name], "/", bearer(tok))[0] == 401:
+            return True
+        time.sleep(0.2)
+    return False
+
+
 CHECK_STATS = {
     # scenario: (label, stat name suffix; for native the listener's stat prefix is added)
     "native": ("allowed", "jwt_authn.allowed"),
@@ -649,6 +693,8 @@ CHECK_STATS = {
     "wasm_alt": ("host verify", "jwt_jwks_host_verifications"),
     "wasm_pure": ("allowed", "jwt_jwks_allowed"),
     "wasm_cache": ("cache hit", "jwt_jwks_token_cache_hit"),
+    "wasm_host_rev": ("host verify", "jwt_jwks_host_verifications"),
+    "wasm_cache_rev": ("cache hit", "jwt_jwks_token_cache_hit"),
 }
 
 
@@ -705,7 +751,7 @@ def run_benchmark(ctx, report):
     doc = {"keys": [keys[alg].jwk(alg=alg) for alg in ALGS]}
 
     scenarios = [s for s in ORDER if s in ("none",) or not a.only or s in a.only]
-    if not a.alt:
+    if not a.alt and "wasm_alt" in scenarios:
         scenarios.remove("wasm_alt")
     pools = {}
     need_unique = {alg for s in scenarios for alg in SCENARIOS[s][1]
@@ -743,6 +789,8 @@ def run_benchmark(ctx, report):
             continue
         if not wait_keys(env, s, keys["RS256"], "RS256"):
             unavailable[s] = "a valid RS256 token is never accepted (JWKS not loaded?)"
+        elif s in REV_OF and not wait_revoked(env, s, keys["RS256"]):
+            unavailable[s] = "the %d-entry revocation list never loaded" % REVOKED_ENTRIES
     specs = []
     for s in scenarios:
         mode, algs, checks = SCENARIOS[s]
@@ -806,6 +854,8 @@ def summarize(specs, rounds):
             ref = by_key.get(("native", sp.alg, "unique"))
         elif sp.scenario == "wasm_cache":
             ref = by_key.get(("native_cache", sp.alg, "repeated"))
+        elif sp.scenario in REV_OF:
+            ref = by_key.get((REV_OF[sp.scenario], sp.alg, sp.mode))
         else:
             ref = None
         for r in range(rounds):
@@ -1093,6 +1143,14 @@ def print_report(ctx, report, rows, out=sys.stdout):
             targets.append(("wasm_cache %s repeated: added us" % alg,
                             "<= noop+5 = %.1f" % lim, "%.1f" % r["added_us"],
                             r["added_us"] <= lim))
+    for rev, base_name in REV_OF.items():
+        for alg in ("RS256", "ES256"):
+            r, b = by.get((rev, alg)), by.get((base_name, alg))
+            if r and b and r["added_us"] is not None and b["added_us"] is not None:
+                delta = r["added_us"] - b["added_us"]
+                targets.append(("%s %s: %d deny entries, added us - %s's"
+                                % (rev, alg, REVOKED_ENTRIES, base_name),
+                                "<= 2", "%.1f" % delta, delta <= 2))
     for alg, lim in (("RS256", 400), ("ES256", 400), ("EdDSA", 150)):
         r = by.get(("wasm_pure", alg))
         if r and r["added_us"] is not None:

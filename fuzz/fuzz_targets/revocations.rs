@@ -9,7 +9,8 @@ use libfuzzer_sys::fuzz_target;
 fuzz_target!(|data: &[u8]| {
     if let Ok(list) = entry::parse_document(data, 64) {
         assert!(list.len() <= 64);
-        let again = entry::from_values(&entry::to_values(&list));
+        let stored = entry::write_stored(&list, 1).expect("entries serialize");
+        let again = entry::read_stored(Some(&stored));
         assert_eq!(again, list, "the shared form reads back the same entries");
         let ix = Index::build(&list, 1_800_000_000);
         let s = SubjectRef {

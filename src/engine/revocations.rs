@@ -166,7 +166,6 @@ impl Engine {
 
     /// `cache/info`'s revocation part.
     pub(super) fn revocation_info(&self, store: &dyn SharedStore, now_ms: u64) -> Value {
-        let now_s = now_ms / 1000;
         let bytes = |names: &Names| {
             store
                 .get(&names.keys)
@@ -176,7 +175,7 @@ impl Engine {
         };
         let pushed = self.revocations.pushed.as_ref().map(|l| {
             json!({
-                "entries": l.entries.iter().filter(|e| e.live(now_s)).count(),
+                "entries": l.count,
                 "bytes": bytes(&l.names),
                 "generation": l.gen,
             })
@@ -194,7 +193,7 @@ impl Engine {
                 Some(json!({
                     "provider": p.name,
                     "uri": src.endpoint.uri,
-                    "entries": list.entries.iter().filter(|e| e.live(now_s)).count(),
+                    "entries": list.count,
                     "bytes": bytes(&list.names),
                     "generation": list.gen,
                     "fetched_at": st.fetched_at_ms / 1000,

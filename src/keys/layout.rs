@@ -308,16 +308,34 @@ fn store_list(
     names: &Names,
     mut f: impl FnMut(Option<&[u8]>) -> Option<Vec<Value>>,
 ) -> Result<(u64, bool), StoreError> {
+    store_record(store, names, |bytes, gen| {
+        let Some(list) = f(bytes) else {
+            return Ok(None);
+        };
+        let record = KeysRecord { gen, keys: list };
+        serde_json::to_vec(&record)
+            .map(Some)
+            .map_err(|e| StoreError::Host(e.to_string()))
+    })
+}
+
+/// The lowest level of [`store_list`]: `f` gets the stored record's bytes
+/// and the generation the new record will have, and returns the record to
+/// write (`None`: leave it). The record must be `{"gen": N, "keys": [...]}`
+/// (what [`read_keys`] reads).
+pub fn store_record(
+    store: &dyn SharedStore,
+    names: &Names,
+    mut f: impl FnMut(Option<&[u8]>, u64) -> Result<Option<Vec<u8>>, StoreError>,
+) -> Result<(u64, bool), StoreError> {
     for _ in 0..CAS_ATTEMPTS {
         let (gen_bytes, gen_cas) = store.get(&names.gen)?;
         let current = parse_u64(gen_bytes);
         let (bytes, keys_cas) = store.get(&names.keys)?;
-        let Some(list) = f(bytes.as_deref()) else {
+        let gen = current + 1;
+        let Some(bytes) = f(bytes.as_deref(), gen)? else {
             return Ok((current, false));
         };
-        let gen = current + 1;
-        let record = KeysRecord { gen, keys: list };
-        let bytes = serde_json::to_vec(&record).map_err(|e| StoreError::Host(e.to_string()))?;
         match store.set(&names.keys, &bytes, keys_cas) {
             Ok(()) => {}
             Err(StoreError::CasMismatch) => continue,

@@ -25,6 +25,7 @@
 //! (not its `exp`), so pushing the same target again replaces the entry.
 #![forbid(unsafe_code)]
 
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 /// The longest `value`, `iss`, `sub` or `client_id` accepted.
@@ -164,8 +165,30 @@ impl std::fmt::Display for EntryError {
     }
 }
 
-fn text(m: &Map<String, Value>, name: &str) -> Result<Option<String>, String> {
-    match m.get(name) {
+/// An entry as written: every member optional here, so that each gets a
+/// message of its own; unknown members are refused. Only scalars, so a
+/// document of 100,000 entries never becomes a tree of maps in the VM.
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Wire {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<Value>,
+    #[serde(rename = "type", default)]
+    pub kind: Option<Value>,
+    #[serde(default)]
+    pub value: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iss: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sub: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<Value>,
+    #[serde(default)]
+    pub exp: Option<Value>,
+}
+
+fn text(v: &Option<Value>, name: &str) -> Result<Option<String>, String> {
+    match v {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) if !s.is_empty() && s.len() <= MAX_TEXT => Ok(Some(s.clone())),
         Some(Value::String(_)) => Err(format!("\"{name}\" must be 1 to {MAX_TEXT} bytes")),
@@ -173,56 +196,95 @@ fn text(m: &Map<String, Value>, name: &str) -> Result<Option<String>, String> {
     }
 }
 
-fn seconds(v: Option<&Value>, name: &str) -> Result<u64, String> {
-    v.and_then(Value::as_u64)
+fn seconds(v: &Option<Value>, name: &str) -> Result<u64, String> {
+    v.as_ref()
+        .and_then(Value::as_u64)
         .filter(|s| *s > 0 && *s < 1 << 40)
         .ok_or_else(|| format!("\"{name}\" must be a time in seconds since the epoch"))
 }
 
-/// One entry from its JSON object.
-pub fn parse_entry(v: &Value) -> Result<Entry, String> {
-    let m = v.as_object().ok_or("must be a JSON object")?;
-    for key in m.keys() {
-        if !matches!(
-            key.as_str(),
-            "id" | "type" | "value" | "iss" | "sub" | "client_id" | "exp"
-        ) {
-            return Err(format!("unknown member \"{key}\""));
-        }
+impl Wire {
+    /// The entry this describes, or what is wrong with it.
+    pub fn entry(&self) -> Result<Entry, String> {
+        let kind = self
+            .kind
+            .as_ref()
+            .and_then(Value::as_str)
+            .and_then(Kind::parse)
+            .ok_or("\"type\" must be jti, sub, client_id, sid or not_before")?;
+        let exp = seconds(&self.exp, "exp")?;
+        let iss = text(&self.iss, "iss")?;
+        let target = if kind == Kind::NotBefore {
+            let at = seconds(&self.value, "value")?;
+            let iss = iss.ok_or("\"iss\" is required for not_before")?;
+            let (sub, client) = (text(&self.sub, "sub")?, text(&self.client_id, "client_id")?);
+            if sub.is_some() && client.is_some() {
+                return Err("not_before takes \"sub\" or \"client_id\", not both".into());
+            }
+            Target::NotBefore {
+                iss,
+                sub,
+                client,
+                at,
+            }
+        } else {
+            for (only, v) in [("sub", &self.sub), ("client_id", &self.client_id)] {
+                if v.is_some() {
+                    return Err(format!("\"{only}\" is for not_before entries only"));
+                }
+            }
+            let value = text(&self.value, "value")?.ok_or("\"value\" is required")?;
+            if kind == Kind::Jti && iss.is_none() {
+                return Err("\"iss\" is required for jti (a jti is unique per issuer)".into());
+            }
+            Target::Claim { kind, value, iss }
+        };
+        Ok(Entry { target, exp })
     }
-    let kind = m
-        .get("type")
-        .and_then(Value::as_str)
-        .and_then(Kind::parse)
-        .ok_or("\"type\" must be jti, sub, client_id, sid or not_before")?;
-    let exp = seconds(m.get("exp"), "exp")?;
-    let iss = text(m, "iss")?;
-    let target = if kind == Kind::NotBefore {
-        let at = seconds(m.get("value"), "value")?;
-        let iss = iss.ok_or("\"iss\" is required for not_before")?;
-        let (sub, client) = (text(m, "sub")?, text(m, "client_id")?);
-        if sub.is_some() && client.is_some() {
-            return Err("not_before takes \"sub\" or \"client_id\", not both".into());
-        }
-        Target::NotBefore {
-            iss,
-            sub,
-            client,
-            at,
-        }
-    } else {
-        for only in ["sub", "client_id"] {
-            if m.contains_key(only) {
-                return Err(format!("\"{only}\" is for not_before entries only"));
+}
+
+impl Entry {
+    /// The entry as written in shared data (with its `id`).
+    pub fn to_wire(&self) -> Wire {
+        let mut w = Wire {
+            id: Some(json!(self.id())),
+            kind: Some(json!(self.kind().name())),
+            exp: Some(json!(self.exp)),
+            ..Wire::default()
+        };
+        match &self.target {
+            Target::Claim { value, iss, .. } => {
+                w.value = Some(json!(value));
+                w.iss = iss.as_ref().map(|i| json!(i));
+            }
+            Target::NotBefore {
+                iss,
+                sub,
+                client,
+                at,
+            } => {
+                w.value = Some(json!(at));
+                w.iss = Some(json!(iss));
+                w.sub = sub.as_ref().map(|s| json!(s));
+                w.client_id = client.as_ref().map(|c| json!(c));
             }
         }
-        let value = text(m, "value")?.ok_or("\"value\" is required")?;
-        if kind == Kind::Jti && iss.is_none() {
-            return Err("\"iss\" is required for jti (a jti is unique per issuer)".into());
-        }
-        Target::Claim { kind, value, iss }
-    };
-    Ok(Entry { target, exp })
+        w
+    }
+}
+
+/// One entry from its JSON value.
+pub fn parse_entry(v: &Value) -> Result<Entry, String> {
+    if !v.is_object() {
+        return Err("must be a JSON object".into());
+    }
+    Wire::deserialize(v).map_err(|e| e.to_string())?.entry()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Document {
+    entries: Vec<Wire>,
 }
 
 /// A document `{"entries": [...]}`: every entry must be valid (one bad
@@ -230,27 +292,19 @@ pub fn parse_entry(v: &Value) -> Result<Entry, String> {
 /// one); at most `max` of them.
 pub fn parse_document(bytes: &[u8], max: usize) -> Result<Vec<Entry>, EntryError> {
     let whole = |message: String| EntryError { at: None, message };
-    let doc: Value = serde_json::from_slice(bytes).map_err(|e| whole(format!("not JSON: {e}")))?;
-    let obj = doc
-        .as_object()
-        .ok_or_else(|| whole("must be a JSON object".into()))?;
-    if let Some(k) = obj.keys().find(|k| k.as_str() != "entries") {
-        return Err(whole(format!("unknown member \"{k}\"")));
-    }
-    let list = obj
-        .get("entries")
-        .and_then(Value::as_array)
-        .ok_or_else(|| whole("\"entries\" must be an array".into()))?;
-    if list.len() > max {
+    let doc: Document =
+        serde_json::from_slice(bytes).map_err(|e| whole(format!("not a list of entries: {e}")))?;
+    if doc.entries.len() > max {
         return Err(whole(format!(
             "{} entries, more than the {max} allowed (max_revocation_entries)",
-            list.len()
+            doc.entries.len()
         )));
     }
-    list.iter()
+    doc.entries
+        .iter()
         .enumerate()
-        .map(|(i, v)| {
-            parse_entry(v).map_err(|message| EntryError {
+        .map(|(i, w)| {
+            w.entry().map_err(|message| EntryError {
                 at: Some(i),
                 message,
             })
@@ -258,14 +312,32 @@ pub fn parse_document(bytes: &[u8], max: usize) -> Result<Vec<Entry>, EntryError
         .collect()
 }
 
-/// Entries as stored in shared data (each with its `id`).
-pub fn to_values(entries: &[Entry]) -> Vec<Value> {
-    entries.iter().map(Entry::to_json).collect()
+/// A list as stored in shared data: `{"gen": N, "keys": [entries]}` (the
+/// record layout of `keys::layout`).
+#[derive(Deserialize)]
+struct Stored {
+    #[serde(default)]
+    keys: Vec<Wire>,
 }
 
-/// Entries read back from shared data; an unreadable one is skipped.
-pub fn from_values(values: &[Value]) -> Vec<Entry> {
-    values.iter().filter_map(|v| parse_entry(v).ok()).collect()
+#[derive(Serialize)]
+struct StoredOut<'a> {
+    gen: u64,
+    keys: &'a [Wire],
+}
+
+/// Entries read back from a stored list; an unreadable one is skipped.
+pub fn read_stored(bytes: Option<&[u8]>) -> Vec<Entry> {
+    bytes
+        .and_then(|b| serde_json::from_slice::<Stored>(b).ok())
+        .map(|s| s.keys.iter().filter_map(|w| w.entry().ok()).collect())
+        .unwrap_or_default()
+}
+
+/// The stored form of `entries` under generation `gen`.
+pub fn write_stored(entries: &[Entry], gen: u64) -> Result<Vec<u8>, String> {
+    let keys: Vec<Wire> = entries.iter().map(Entry::to_wire).collect();
+    serde_json::to_vec(&StoredOut { gen, keys: &keys }).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
@@ -328,7 +400,7 @@ mod tests {
             ),
             (
                 json!({"type": "sub", "value": "a", "exp": 2000000000u64, "sid": "x"}),
-                "unknown member",
+                "unknown field `sid`",
             ),
             (
                 json!({"type": "sub", "value": "a", "sub": "b", "exp": 2000000000u64}),

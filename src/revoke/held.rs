@@ -17,7 +17,8 @@ pub struct List {
     pub gen: u64,
     next: String,
     loaded: bool,
-    pub entries: Vec<Entry>,
+    /// Live entries when last read (the index holds them).
+    pub count: usize,
 }
 
 impl List {
@@ -27,7 +28,7 @@ impl List {
             gen: 0,
             next: String::new(),
             loaded: false,
-            entries: Vec::new(),
+            count: 0,
         }
     }
 
@@ -41,8 +42,6 @@ impl List {
         if self.loaded && gen == self.gen {
             return Ok(false);
         }
-        let record = layout::read_keys(store, &self.names)?;
-        self.entries = entry::from_values(&record.keys);
         self.gen = gen;
         self.next = self.names.marker(gen + 1);
         self.loaded = true;
@@ -91,18 +90,23 @@ impl Revocations {
             .chain(self.pulled.iter_mut().flatten().map(|(l, _)| l))
     }
 
-    fn rebuild(&mut self, now_s: u64) {
-        let all = self
-            .pushed
-            .iter()
-            .chain(self.pulled.iter().flatten().map(|(l, _)| l))
-            .flat_map(|l| l.entries.iter());
-        self.index = Index::build(all.clone(), now_s);
+    /// Reads every list again and indexes them (the lists are not kept
+    /// besides the index: one copy of each entry per worker).
+    fn rebuild(&mut self, store: &dyn SharedStore, now_s: u64) -> Result<(), StoreError> {
+        let mut all: Vec<Entry> = Vec::new();
+        for l in self.lists_mut() {
+            let entries = entry::read_stored(store.get(&l.names.keys)?.0.as_deref());
+            l.count = entries.iter().filter(|e| e.live(now_s)).count();
+            all.extend(entries);
+        }
+        self.index = Index::build(&all, now_s);
         self.next_expiry_s = all
+            .iter()
             .filter(|e| e.live(now_s))
             .map(|e| e.exp)
             .min()
             .unwrap_or(u64::MAX);
+        Ok(())
     }
 
     /// Brings every list up to date; rebuilds the index on a change.
@@ -117,7 +121,7 @@ impl Revocations {
             changed |= l.sync(store, full)?;
         }
         if changed || now_s >= self.next_expiry_s {
-            self.rebuild(now_s);
+            self.rebuild(store, now_s)?;
         }
         Ok(())
     }

@@ -133,7 +133,11 @@ pub fn complete(
             let now_s = now_ms / 1000;
             let live: Vec<Entry> = list.into_iter().filter(|e| e.live(now_s)).collect();
             let count = live.len();
-            let gen = layout::write_keys(store, names, entry::to_values(&live))?;
+            let (gen, _) = layout::store_record(store, names, |_, gen| {
+                entry::write_stored(&live, gen)
+                    .map(Some)
+                    .map_err(StoreError::Host)
+            })?;
             Outcome::Stored {
                 entries: count,
                 gen,

@@ -39,27 +39,26 @@ pub fn add(
     let new = entry::parse_document(body, max).map_err(PushError::Invalid)?;
     let new_ids: Vec<String> = new.iter().map(Entry::id).collect();
     let mut full = None;
-    let (gen, _) = layout::update_keys(store, &names(), |list| {
-        let mut kept: Vec<Entry> = entry::from_values(list)
+    let mut total = 0;
+    let (gen, _) = layout::store_record(store, &names(), |bytes, gen| {
+        let mut kept: Vec<Entry> = entry::read_stored(bytes)
             .into_iter()
             .filter(|e| e.live(now_s) && !new_ids.contains(&e.id()))
             .collect();
         kept.extend(new.iter().filter(|e| e.live(now_s)).cloned());
         if kept.len() > max {
             full = Some(kept.len());
-            return false;
+            return Ok(None);
         }
-        *list = entry::to_values(&kept);
-        true
+        total = kept.len();
+        entry::write_stored(&kept, gen)
+            .map(Some)
+            .map_err(StoreError::Host)
     })
     .map_err(PushError::Store)?;
     if let Some(would_hold) = full {
         return Err(PushError::Full { would_hold, max });
     }
-    let total = layout::read_keys(store, &names())
-        .map_err(PushError::Store)?
-        .keys
-        .len();
     Ok(json!({"added": new_ids, "entries": total, "generation": gen}))
 }
 
@@ -70,10 +69,7 @@ pub fn list(
     limit: usize,
     now_s: u64,
 ) -> Result<Value, StoreError> {
-    let all: Vec<Entry> = entry::from_values(&layout::read_keys(store, &names())?.keys)
-        .into_iter()
-        .filter(|e| e.live(now_s))
-        .collect();
+    let all: Vec<Entry> = read(store)?.into_iter().filter(|e| e.live(now_s)).collect();
     let page: Vec<Value> = all
         .iter()
         .skip(offset)
@@ -85,12 +81,23 @@ pub fn list(
 
 /// Removes the entry `id`; `false` when there is none.
 pub fn delete(store: &dyn SharedStore, id: &str) -> Result<bool, StoreError> {
-    let (_, wrote) = layout::update_keys(store, &names(), |list| {
+    let (_, wrote) = layout::store_record(store, &names(), |bytes, gen| {
+        let mut list = entry::read_stored(bytes);
         let before = list.len();
-        list.retain(|v| v.get("id").and_then(Value::as_str) != Some(id));
-        list.len() != before
+        list.retain(|e| e.id() != id);
+        if list.len() == before {
+            return Ok(None);
+        }
+        entry::write_stored(&list, gen)
+            .map(Some)
+            .map_err(StoreError::Host)
     })?;
     Ok(wrote)
+}
+
+/// The pushed entries, as stored.
+fn read(store: &dyn SharedStore) -> Result<Vec<Entry>, StoreError> {
+    Ok(entry::read_stored(store.get(&names().keys)?.0.as_deref()))
 }
 
 #[cfg(test)]
