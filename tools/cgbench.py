@@ -38,8 +38,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import bench  # noqa: E402  (tools/bench.py: listeners, keys, tokens, Envoy process)
 
-SCENARIOS = ["none", "wasm_noop", "native", "native_cache", "wasm_host", "wasm_alt",
-             "wasm_cache", "wasm_pure"]
+SCENARIOS = ["none", "wasm_noop", "native", "native_cache", "wasm_host", "wasm_host_rev",
+             "wasm_alt", "wasm_cache", "wasm_cache_rev", "wasm_pure"]
 EVENTS = ("Ir", "I1mr", "D1mr", "D1mw", "DLmr", "DLmw", "ILmr", "Bcm")
 
 
@@ -182,13 +182,17 @@ def measure_all(ctx, args):
     if not args.alt and "wasm_alt" in scenarios:
         scenarios.remove("wasm_alt")
     listeners = [(s, bench.scenario_filters(ctx, s, srv, set())) for s in scenarios]
-    env = bench.make_envoy(ctx, "callgrind-envoy", listeners, [srv])
+    servers = [srv] + ([ctx.revocation_list()] if any(s in bench.REV_OF for s in scenarios)
+                       else [])
+    env = bench.make_envoy(ctx, "callgrind-envoy", listeners, servers)
     bench.log("starting Envoy under callgrind (slow)")
     env.start(timeout=900)
     for s in scenarios:
         if s != "none" and bench.SCENARIOS[s][2]:
             if not bench.wait_keys(env, s, keys["RS256"], "RS256", timeout=300):
                 raise bench.BenchError("%s never accepts a valid token" % s)
+            if s in bench.REV_OF and not bench.wait_revoked(env, s, keys["RS256"], timeout=600):
+                raise bench.BenchError("%s never loads its revocation list" % s)
     cg = Callgrind(ctx.workdir, env.pid)
 
     idle_counts, idle_secs = cg.measure(lambda: time.sleep(args.idle))

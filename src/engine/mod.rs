@@ -216,11 +216,7 @@ impl Engine {
         let provider = self.tokens.provider_of(token)?;
         // The key set may have changed in another worker: read its generation.
         let gen = self.sync(store, provider).ok()?;
-        let grant = self.tokens.get(token, rule, now_ms, |_| gen)?;
-        let subject = match self.revocations.enabled() {
-            true => self.tokens.subject_of(token),
-            false => None,
-        };
+        let (grant, subject) = self.tokens.get_with_subject(token, rule, now_ms, |_| gen)?;
         Some((grant, provider, subject))
     }
 

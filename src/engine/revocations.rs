@@ -29,6 +29,7 @@ impl Engine {
         if !r.enabled() {
             return Ok(());
         }
+        r.active = true;
         if let Err(e) = r.sync(store, now_ms / 1000, false) {
             log::warn!("jwt_jwks: reading revocation lists failed: {e}");
         }
@@ -148,7 +149,9 @@ impl Engine {
         store: &dyn SharedStore,
         now_ms: u64,
     ) -> Result<(), StoreError> {
-        self.revocations.sync(store, now_ms / 1000, true)?;
+        if self.revocations.active {
+            self.revocations.sync(store, now_ms / 1000, true)?;
+        }
         for (idx, p) in self.cfg.providers.iter().enumerate() {
             if let (Some(src), Some(Some((list, fresh_until)))) =
                 (&p.revocation, self.revocations.pulled.get_mut(idx))

@@ -115,11 +115,6 @@ impl TokenCache {
         self.find(token).map(|(_, e)| e.provider)
     }
 
-    /// The revocation subject kept with a cached token.
-    pub fn subject_of(&self, token: &str) -> Option<Rc<Subject>> {
-        self.find(token).and_then(|(_, e)| e.subject.clone())
-    }
-
     /// The grant for a token seen before on the same rule, if still valid:
     /// `current_gen` gives a provider's key-set generation now.
     pub fn get(
@@ -129,12 +124,24 @@ impl TokenCache {
         now_ms: u64,
         current_gen: impl FnOnce(usize) -> u64,
     ) -> Option<Grant> {
+        self.get_with_subject(token, rule, now_ms, current_gen)
+            .map(|(g, _)| g)
+    }
+
+    /// [`TokenCache::get`], with the revocation subject kept with the token.
+    pub fn get_with_subject(
+        &mut self,
+        token: &str,
+        rule: Option<usize>,
+        now_ms: u64,
+        current_gen: impl FnOnce(usize) -> u64,
+    ) -> Option<(Grant, Option<Rc<Subject>>)> {
         let (slot, e) = self.find(token)?;
         if now_ms >= e.valid_until_ms || current_gen(e.provider) != e.gen {
             self.remove(slot);
             return None;
         }
-        (e.rule == rule).then(|| e.grant.clone())
+        (e.rule == rule).then(|| (e.grant.clone(), e.subject.clone()))
     }
 
     pub fn insert(&mut self, token: &str, entry: Entry) {

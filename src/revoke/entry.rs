@@ -317,7 +317,37 @@ pub fn parse_document(bytes: &[u8], max: usize) -> Result<Vec<Entry>, EntryError
 #[derive(Deserialize)]
 struct Stored {
     #[serde(default)]
-    keys: Vec<Wire>,
+    keys: Entries,
+}
+
+/// Entries read one at a time, each turned into an [`Entry`] as it is read
+/// (an unreadable one skipped), so that a long list never exists twice.
+#[derive(Default)]
+struct Entries(Vec<Entry>);
+
+impl<'de> Deserialize<'de> for Entries {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Entries, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = Entries;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a list of entries")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Entries, A::Error> {
+                let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1 << 16));
+                while let Some(w) = seq.next_element::<Wire>()? {
+                    if let Ok(e) = w.entry() {
+                        out.push(e);
+                    }
+                }
+                Ok(Entries(out))
+            }
+        }
+        d.deserialize_seq(Visit)
+    }
 }
 
 #[derive(Serialize)]
@@ -330,7 +360,7 @@ struct StoredOut<'a> {
 pub fn read_stored(bytes: Option<&[u8]>) -> Vec<Entry> {
     bytes
         .and_then(|b| serde_json::from_slice::<Stored>(b).ok())
-        .map(|s| s.keys.iter().filter_map(|w| w.entry().ok()).collect())
+        .map(|s| s.keys.0)
         .unwrap_or_default()
 }
 

@@ -60,6 +60,10 @@ pub struct Revocations {
     /// When the next entry expires (s): the index is rebuilt then, so
     /// memory does not hold dead entries.
     next_expiry_s: u64,
+    /// Whether this VM has checked a token. Until then the tick keeps the
+    /// lists unread: a VM that serves no request (Envoy's main thread)
+    /// never holds them.
+    pub active: bool,
 }
 
 impl Revocations {

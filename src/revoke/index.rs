@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 use std::collections::HashMap;
+use std::rc::Rc;
 
 use crate::revoke::entry::{Entry, Kind, Target};
 
@@ -66,8 +67,9 @@ impl Subject {
     }
 }
 
-/// An issuer scope (`None`: any issuer) and the entry's expiry.
-type Scoped = Vec<(Option<Box<str>>, u64)>;
+/// An issuer scope (`None`: any issuer; shared by every entry of that
+/// issuer) and the entry's expiry.
+type Scoped = Vec<(Option<Rc<str>>, u64)>;
 /// A not-before time and the entry's expiry.
 type Cutoffs = Vec<(u64, u64)>;
 
@@ -112,6 +114,7 @@ impl Index {
     /// The index of `entries` as of `now_s` (expired ones are left out).
     pub fn build<'a>(entries: impl IntoIterator<Item = &'a Entry>, now_s: u64) -> Index {
         let mut ix = Index::default();
+        let mut issuers: HashMap<&str, Rc<str>> = HashMap::new();
         for e in entries.into_iter().filter(|e| e.live(now_s)) {
             ix.len += 1;
             match &e.target {
@@ -123,9 +126,12 @@ impl Index {
                         // (a claim target is never NotBefore: see `entry`)
                         Kind::Sid | Kind::NotBefore => &mut ix.sid,
                     };
+                    let scope = iss
+                        .as_deref()
+                        .map(|i| issuers.entry(i).or_insert_with(|| Rc::from(i)).clone());
                     map.entry(value.as_str().into())
                         .or_default()
-                        .push((iss.as_deref().map(Box::from), e.exp));
+                        .push((scope, e.exp));
                 }
                 Target::NotBefore {
                     iss,

@@ -495,3 +495,62 @@ def test_a_query_parameter_token_never_reaches_the_upstream(host, jwks_server, k
         seen = assert_allowed(env.request("main", "GET", path))
         assert seen["path"] == want, (kong_like, path, seen["path"])
         assert token not in seen["path"]
+
+
+# ---------------------------------------------------------------- revocation
+LIST_PATH = "/lists/revoked.json"
+
+
+def push(env, doc, token=ADMIN_TOKEN):
+    import json
+    import urllib.parse
+    path = "/jwt-jwks/revocations?entries=" + urllib.parse.quote_plus(json.dumps(doc))
+    headers = admin_headers(token) if token else []
+    return env.request("main", "POST", path, headers)
+
+
+def test_revocation_push_applies_to_every_worker_cached_or_not(host, jwks_server):
+    key = jose.rsa_key(kid="rev")
+    jwks = jwks_server(jose.jwks(key))
+    env = host({"main": cfg(jwks, issuers=[ISS], admin_token=ADMIN_TOKEN)}, concurrency=2)
+    bad = jose.sign(key, "RS256", jose.claims(iss=ISS, jti="stolen"))
+    good = jose.sign(key, "RS256", jose.claims(iss=ISS, jti="fine"))
+    for _ in range(12):
+        assert env.request("main", "GET", "/api", bearer(bad)).status == 200
+    r = push(env, {"entries": [{"type": "jti", "value": "stolen", "iss": ISS,
+                                "exp": int(time.time()) + 600}]})
+    assert r.status == 200, r
+    for _ in range(12):
+        assert_invalid_token(env.request("main", "GET", "/api", bearer(bad)), bad, "revoked")
+        assert env.request("main", "GET", "/api", bearer(good)).status == 200
+    # the routes need the admin token
+    assert push(env, {"entries": []}, token=None).status == 401
+    assert env.request("main", "GET", "/jwt-jwks/revocations").status == 401
+    assert not env.trap_lines()
+
+
+@pytest.mark.parametrize("mode", ["open", "closed"])
+def test_revocation_pull_and_its_outage(host, jwks_server, mode):
+    key = jose.rsa_key(kid="rev")
+    jwks = jwks_server(jose.jwks(key))
+    lists = jwks_server({"keys": []})
+    lists.documents[LIST_PATH] = {"entries": [
+        {"type": "sub", "value": "mallory", "exp": int(time.time()) + 600}]}
+    env = host({"main": cfg(jwks, issuers=[ISS], admin_token=ADMIN_TOKEN,
+                            revocation_uri=lists.url_for(LIST_PATH),
+                            revocation_refresh_interval=5, max_staleness=5,
+                            revocation_fail=mode)}, concurrency=2)
+    bad = jose.sign(key, "RS256", jose.claims(iss=ISS, sub="mallory"))
+    good = jose.sign(key, "RS256", jose.claims(iss=ISS, sub="alice"))
+    assert wait_for(lambda: env.request("main", "GET", "/api", bearer(bad)).status == 401,
+                    timeout=8), "the pulled list applies"
+    assert env.request("main", "GET", "/api", bearer(good)).status == 200
+    lists.down()
+    time.sleep(6.5)
+    r = env.request("main", "GET", "/api", bearer(good))
+    assert r.status == (200 if mode == "open" else 503), r
+    lists.up()
+    assert wait_for(lambda: env.request("main", "GET", "/api", bearer(good)).status == 200,
+                    timeout=8)
+    assert env.request("main", "GET", "/api", bearer(bad)).status == 401
+    assert not env.trap_lines()
