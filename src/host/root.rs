@@ -115,8 +115,16 @@ impl RootContext for Root {
         let owner = format!("{nanos:x}-{}", self.id);
         self.metrics = Rc::new(HostMetrics::define());
         let engine = Engine::new(cfg, owner);
-        if let Err(e) = engine.prepare(&HostStore) {
-            log::warn!("jwt_jwks: creating the shared refresh state: {e}");
+        // Envoy replaces a shared-data entry on a write with cas 0, so the
+        // refresh state is created here, on its main thread, before any
+        // worker races for a lease. Kong's host needs none of this (a cas-0
+        // write there only creates), and a shared-data call at configure
+        // time would trap there when no shm zone is set, where requests
+        // otherwise get a clean 500.
+        if matches!(hostcalls::get_property(vec!["plugin_vm_id"]), Ok(Some(_))) {
+            if let Err(e) = engine.prepare(&HostStore) {
+                log::warn!("jwt_jwks: creating the shared refresh state: {e}");
+            }
         }
         self.engine = Some(Rc::new(RefCell::new(engine)));
         if !self.tick_set {

@@ -281,35 +281,80 @@ pub fn parse_entry(v: &Value) -> Result<Entry, String> {
     Wire::deserialize(v).map_err(|e| e.to_string())?.entry()
 }
 
+/// A document `{"entries": [...]}`: every entry must be valid (one bad
+/// entry refuses the document, so a half-read list never replaces a good
+/// one); at most `max` of them. Entries are checked as they are read.
+pub fn parse_document(bytes: &[u8], max: usize) -> Result<Vec<Entry>, EntryError> {
+    let doc: Document = serde_json::from_slice(bytes).map_err(|e| {
+        let text = e.to_string();
+        // An entry's own error carries its index: "entries[3]: ...".
+        let at = text
+            .strip_prefix("entries[")
+            .and_then(|r| r.split_once(']'))
+            .and_then(|(i, _)| i.parse().ok());
+        EntryError {
+            at,
+            message: match at {
+                Some(_) => text
+                    .split_once("]: ")
+                    .map_or(text.clone(), |(_, m)| m.to_string()),
+                None => format!("not a list of entries: {text}"),
+            },
+        }
+    })?;
+    if doc.entries.0.len() > max {
+        return Err(EntryError {
+            at: None,
+            message: format!("more than the {max} entries allowed (max_revocation_entries)"),
+        });
+    }
+    Ok(doc.entries.0)
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Document {
-    entries: Vec<Wire>,
+    entries: Strict,
 }
 
-/// A document `{"entries": [...]}`: every entry must be valid (one bad
-/// entry refuses the document, so a half-read list never replaces a good
-/// one); at most `max` of them.
-pub fn parse_document(bytes: &[u8], max: usize) -> Result<Vec<Entry>, EntryError> {
-    let whole = |message: String| EntryError { at: None, message };
-    let doc: Document =
-        serde_json::from_slice(bytes).map_err(|e| whole(format!("not a list of entries: {e}")))?;
-    if doc.entries.len() > max {
-        return Err(whole(format!(
-            "{} entries, more than the {max} allowed (max_revocation_entries)",
-            doc.entries.len()
-        )));
+/// Entries read one at a time and checked as read: the first bad one
+/// refuses the whole list, naming its index.
+struct Strict(Vec<Entry>);
+
+impl<'de> Deserialize<'de> for Strict {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Strict, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = Strict;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an array of entries")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Strict, A::Error> {
+                let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1 << 16));
+                loop {
+                    let i = out.len();
+                    let w = match seq.next_element::<Wire>() {
+                        Ok(Some(w)) => w,
+                        Ok(None) => break,
+                        Err(e) => {
+                            return Err(serde::de::Error::custom(format!("entries[{i}]: {e}")))
+                        }
+                    };
+                    match w.entry() {
+                        Ok(e) => out.push(e),
+                        Err(m) => {
+                            return Err(serde::de::Error::custom(format!("entries[{i}]: {m}")))
+                        }
+                    }
+                }
+                Ok(Strict(out))
+            }
+        }
+        d.deserialize_seq(Visit)
     }
-    doc.entries
-        .iter()
-        .enumerate()
-        .map(|(i, w)| {
-            w.entry().map_err(|message| EntryError {
-                at: Some(i),
-                message,
-            })
-        })
-        .collect()
 }
 
 /// A list as stored in shared data: `{"gen": N, "keys": [entries]}` (the
@@ -353,7 +398,16 @@ impl<'de> Deserialize<'de> for Entries {
 #[derive(Serialize)]
 struct StoredOut<'a> {
     gen: u64,
-    keys: &'a [Wire],
+    keys: AsWires<'a>,
+}
+
+/// Entries written one at a time in their wire form.
+struct AsWires<'a>(&'a [Entry]);
+
+impl Serialize for AsWires<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.iter().map(Entry::to_wire))
+    }
 }
 
 /// Entries read back from a stored list; an unreadable one is skipped.
@@ -366,8 +420,11 @@ pub fn read_stored(bytes: Option<&[u8]>) -> Vec<Entry> {
 
 /// The stored form of `entries` under generation `gen`.
 pub fn write_stored(entries: &[Entry], gen: u64) -> Result<Vec<u8>, String> {
-    let keys: Vec<Wire> = entries.iter().map(Entry::to_wire).collect();
-    serde_json::to_vec(&StoredOut { gen, keys: &keys }).map_err(|e| e.to_string())
+    serde_json::to_vec(&StoredOut {
+        gen,
+        keys: AsWires(entries),
+    })
+    .map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
