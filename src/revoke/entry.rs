@@ -26,7 +26,7 @@
 #![forbid(unsafe_code)]
 
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 /// The longest `value`, `iss`, `sub` or `client_id` accepted.
 pub const MAX_TEXT: usize = 1024;
@@ -117,34 +117,7 @@ impl Entry {
 
     /// The entry in the shared format, with its `id`.
     pub fn to_json(&self) -> Value {
-        let mut m = Map::new();
-        m.insert("id".into(), json!(self.id()));
-        m.insert("type".into(), json!(self.kind().name()));
-        match &self.target {
-            Target::Claim { value, iss, .. } => {
-                m.insert("value".into(), json!(value));
-                if let Some(i) = iss {
-                    m.insert("iss".into(), json!(i));
-                }
-            }
-            Target::NotBefore {
-                iss,
-                sub,
-                client,
-                at,
-            } => {
-                m.insert("value".into(), json!(at));
-                m.insert("iss".into(), json!(iss));
-                if let Some(s) = sub {
-                    m.insert("sub".into(), json!(s));
-                }
-                if let Some(c) = client {
-                    m.insert("client_id".into(), json!(c));
-                }
-            }
-        }
-        m.insert("exp".into(), json!(self.exp));
-        Value::Object(m)
+        serde_json::to_value(self.to_wire()).unwrap_or(Value::Null)
     }
 }
 
@@ -314,47 +287,7 @@ pub fn parse_document(bytes: &[u8], max: usize) -> Result<Vec<Entry>, EntryError
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Document {
-    entries: Strict,
-}
-
-/// Entries read one at a time and checked as read: the first bad one
-/// refuses the whole list, naming its index.
-struct Strict(Vec<Entry>);
-
-impl<'de> Deserialize<'de> for Strict {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Strict, D::Error> {
-        struct Visit;
-        impl<'de> serde::de::Visitor<'de> for Visit {
-            type Value = Strict;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("an array of entries")
-            }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(
-                self,
-                mut seq: A,
-            ) -> Result<Strict, A::Error> {
-                let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1 << 16));
-                loop {
-                    let i = out.len();
-                    let w = match seq.next_element::<Wire>() {
-                        Ok(Some(w)) => w,
-                        Ok(None) => break,
-                        Err(e) => {
-                            return Err(serde::de::Error::custom(format!("entries[{i}]: {e}")))
-                        }
-                    };
-                    match w.entry() {
-                        Ok(e) => out.push(e),
-                        Err(m) => {
-                            return Err(serde::de::Error::custom(format!("entries[{i}]: {m}")))
-                        }
-                    }
-                }
-                Ok(Strict(out))
-            }
-        }
-        d.deserialize_seq(Visit)
-    }
+    entries: Listed<true>,
 }
 
 /// A list as stored in shared data: `{"gen": N, "keys": [entries]}` (the
@@ -362,36 +295,50 @@ impl<'de> Deserialize<'de> for Strict {
 #[derive(Deserialize)]
 struct Stored {
     #[serde(default)]
-    keys: Entries,
+    keys: Listed<false>,
 }
 
-/// Entries read one at a time, each turned into an [`Entry`] as it is read
-/// (an unreadable one skipped), so that a long list never exists twice.
+/// Entries read one at a time and turned into [`Entry`]s as they are read,
+/// so that a long list never exists twice. `STRICT`: the first bad entry
+/// refuses the whole list, naming its index (a document from outside);
+/// else a bad one is skipped (a stored list).
 #[derive(Default)]
-struct Entries(Vec<Entry>);
+struct Listed<const STRICT: bool>(Vec<Entry>);
 
-impl<'de> Deserialize<'de> for Entries {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Entries, D::Error> {
-        struct Visit;
-        impl<'de> serde::de::Visitor<'de> for Visit {
-            type Value = Entries;
+impl<'de, const STRICT: bool> Deserialize<'de> for Listed<STRICT> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Listed<STRICT>, D::Error> {
+        struct Visit<const S: bool>;
+        impl<'de, const S: bool> serde::de::Visitor<'de> for Visit<S> {
+            type Value = Listed<S>;
             fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a list of entries")
+                f.write_str("an array of entries")
             }
             fn visit_seq<A: serde::de::SeqAccess<'de>>(
                 self,
                 mut seq: A,
-            ) -> Result<Entries, A::Error> {
+            ) -> Result<Listed<S>, A::Error> {
                 let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1 << 16));
-                while let Some(w) = seq.next_element::<Wire>()? {
-                    if let Ok(e) = w.entry() {
-                        out.push(e);
+                let mut i = 0;
+                loop {
+                    let read = seq.next_element::<Wire>().map_err(|e| e.to_string());
+                    let entry = match read {
+                        Ok(None) => break,
+                        Ok(Some(w)) => w.entry(),
+                        Err(e) => Err(e),
+                    };
+                    match entry {
+                        Ok(e) => out.push(e),
+                        Err(m) if S => {
+                            return Err(serde::de::Error::custom(format!("entries[{i}]: {m}")))
+                        }
+                        Err(_) => {}
                     }
+                    i += 1;
                 }
-                Ok(Entries(out))
+                Ok(Listed(out))
             }
         }
-        d.deserialize_seq(Visit)
+        d.deserialize_seq(Visit::<STRICT>)
     }
 }
 

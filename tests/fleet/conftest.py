@@ -20,8 +20,10 @@ import pytest
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO_ROOT = os.path.dirname(os.path.dirname(HERE))
 E2E = os.path.join(REPO_ROOT, "tests", "e2e")
-if E2E not in sys.path:
-    sys.path.insert(0, E2E)
+KONG = os.path.join(REPO_ROOT, "tests", "kong")
+for _path in (E2E, KONG):
+    if _path not in sys.path:
+        sys.path.insert(0, _path)
 
 from e2e.lab import RUNNING_ENVOYS, Lab  # noqa: E402
 

@@ -1,12 +1,11 @@
 """What the rendered manifests say, read back for the tests that run them."""
 
-import json
-import os
 import time
 
 import yaml
 
 from e2e import jose
+import kong_examples  # tests/kong: the walks over examples and templates
 
 ISSUER = "https://idp.example.com/realms/acme"
 AUDIENCE = "orders-api"
@@ -32,24 +31,5 @@ def token_for(key, **extra):
 
 def envoy_filter_config(doc):
     """The jwt_jwks filter's configuration (parsed) in an Envoy bootstrap."""
-    found = []
-
-    def walk(node):
-        if isinstance(node, dict):
-            if node.get("root_id") == "jwt_jwks" and "configuration" in node:
-                found.append(node)
-            for v in node.values():
-                walk(v)
-        elif isinstance(node, list):
-            for v in node:
-                walk(v)
-
-    walk(doc)
-    (cfg,) = found
+    (cfg,) = kong_examples.wasm_filter_nodes(doc)
     return cfg
-
-
-def dump(obj, path):
-    with open(path, "w") as f:
-        json.dump(obj, f)
-    return os.path.abspath(path)

@@ -15,6 +15,7 @@ import pytest
 from jsonschema import Draft4Validator
 
 import apis
+import kong_examples
 from conftest import REPO_ROOT
 from manifest_values import envoy_filter_config, load_all
 from schema import validate
@@ -178,24 +179,11 @@ def test_kong_files_name_the_filter_by_its_file_stem(dist):
     for rel in ("kong/kong-3.4.yml", "kong/kong.yml", "kong/kong-3.9.yml"):
         (doc,) = load_all(dist.manifest_path(rel))
         assert validate(apis.KONG_DECLARATIVE, doc) == [], rel
-        found = []
-
-        def walk(node, found=found):
-            if isinstance(node, dict):
-                for chain in node.get("filter_chains") or []:
-                    found += chain["filters"]
-                for p in node.get("plugins") or []:
-                    if p["name"] == stem:
-                        assert "consumer" not in p, "filter plugins take no consumer"
-                        found.append(p)
-                for v in node.values():
-                    walk(v)
-            elif isinstance(node, list):
-                for v in node:
-                    walk(v)
-
-        walk(doc)
-        assert found and all(f["name"] == stem for f in found), rel
+        found = [f for _, f in kong_examples.kong_filter_entries(doc)]
+        for f in found:
+            assert "consumer" not in f, "filter plugins take no consumer"
+        # every filter or plugin of the file names the module by its stem
+        assert found and kong_examples.FILTER == stem, rel
         for f in found:
             # Kong 3.4 takes the JSON text (and checks nothing)
             cfg = json.loads(f["config"]) if rel.endswith("3.4.yml") else f["config"]

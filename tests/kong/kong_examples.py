@@ -75,21 +75,23 @@ def envoy_configs():
         return ENVOY_PLACEHOLDERS[name]
 
     doc = yaml.safe_load(re.sub(r"\{\{([A-Z_]+)\}\}", fill, text))
-    found = []
+    return [(f"envoy_yaml_{i + 1}", c) for i, c in enumerate(envoy_wasm_configs(doc))]
 
-    def walk(node):
-        if isinstance(node, dict):
-            cfg = node.get("config")
-            if isinstance(cfg, dict) and cfg.get("name") == FILTER and "configuration" in cfg:
-                found.append(strict_json(cfg["configuration"]["value"]))
-            for v in node.values():
-                walk(v)
-        elif isinstance(node, list):
-            for v in node:
-                walk(v)
 
-    walk(doc)
-    return [(f"envoy_yaml_{i + 1}", c) for i, c in enumerate(found)]
+def dicts(node):
+    """Every mapping in a parsed YAML/JSON tree, depth first."""
+    if isinstance(node, dict):
+        yield node
+        for v in node.values():
+            yield from dicts(v)
+    elif isinstance(node, list):
+        for v in node:
+            yield from dicts(v)
+
+
+def wasm_filter_nodes(doc):
+    """The `config` of every jwt_jwks wasm filter of an Envoy bootstrap."""
+    return [d for d in dicts(doc) if d.get("root_id") == FILTER and "configuration" in d]
 
 
 # Values for the fleet templates' placeholders (make dist fills in real ones).
@@ -125,20 +127,7 @@ def fleet_docs(rel):
 def envoy_wasm_configs(doc):
     """The filter configuration (a JSON string) of every wasm filter of an
     Envoy bootstrap."""
-    out = []
-
-    def walk(node):
-        if isinstance(node, dict):
-            if node.get("root_id") == FILTER and "configuration" in node:
-                out.append(strict_json(node["configuration"]["value"]))
-            for v in node.values():
-                walk(v)
-        elif isinstance(node, list):
-            for v in node:
-                walk(v)
-
-    walk(doc)
-    return out
+    return [strict_json(d["configuration"]["value"]) for d in wasm_filter_nodes(doc)]
 
 
 def fleet_configs():
