@@ -1363,3 +1363,39 @@ fn allowed_types_keep_other_token_kinds_of_the_issuer_out() {
         assert!(open.auth(&s, now, t).is_allow());
     }
 }
+
+#[test]
+fn a_closed_revocation_list_pulled_by_one_worker_serves_the_others_at_once() {
+    let s = MemoryStore::default();
+    let extra = r#","issuers":["https://issuer.example"],"revocation_uri":"http://lists:8080/r","revocation_refresh_interval":5,"max_staleness":5,"revocation_fail":"closed""#;
+    let mut w1 = Worker::new(config(extra), "w1");
+    let mut w2 = Worker::new(config(extra), "w2");
+    let now = now_ms();
+    w1.load(&s, now, &all_jwks());
+    let claims = |sub: &str| {
+        JWTClaims::<NoCustomClaims> {
+            issuer: Some("https://issuer.example".into()),
+            subject: Some(sub.into()),
+            ..claims()
+        }
+    };
+    let k = keys();
+    let good = k.rsa.clone().with_key_id("rsa").sign(claims("alice")).unwrap();
+    let bad = k.rsa.clone().with_key_id("rsa").sign(claims("mallory")).unwrap();
+    // No list yet: closed refuses with 503 (RevocationUnavailable).
+    assert_eq!(
+        w2.auth(&s, now, &good),
+        Verdict::Deny(Refusal::RevocationUnavailable)
+    );
+    // w1 pulls the list; w2 has not ticked since.
+    assert_eq!(w1.e.revocation_tick(&s, now + 10), vec![0]);
+    let doc = r#"{"entries": [{"type": "sub", "value": "mallory", "exp": 4000000000}]}"#;
+    w1.e.fetch_done(&s, &w1.m, now + 20, 0, Doc::Revocations, &ok(doc));
+    assert!(w2.auth(&s, now + 30, &good).is_allow());
+    assert_eq!(w2.auth(&s, now + 40, &bad), Verdict::Deny(Refusal::Revoked("sub")));
+    // Past max_staleness without a pull: refused again.
+    assert_eq!(
+        w2.auth(&s, now + 20 + 5_000, &good),
+        Verdict::Deny(Refusal::RevocationUnavailable)
+    );
+}

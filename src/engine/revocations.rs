@@ -40,13 +40,28 @@ impl Engine {
             .and_then(|p| p.revocation.as_ref())
             .is_some_and(|s| s.fail_closed);
         if closed {
-            let fresh_until = r
-                .pulled
+            let src = self
+                .cfg
+                .providers
                 .get(idx)
-                .and_then(|p| p.as_ref())
-                .map_or(0, |p| p.1);
-            if now_ms >= fresh_until {
+                .and_then(|p| p.revocation.as_ref());
+            let Some((list, fresh_until)) = r.pulled.get_mut(idx).and_then(|p| p.as_mut()) else {
                 return Err(Refusal::RevocationUnavailable);
+            };
+            if now_ms >= *fresh_until {
+                // The tick reads the freshness every 100 ms; before refusing,
+                // read it now (another worker may have just pulled), and the
+                // lists with it.
+                let state = layout::read_state(store, &list.names).unwrap_or_default();
+                match src {
+                    Some(src) if pull::fresh(src, &state, now_ms) => {
+                        *fresh_until = state.fetched_at_ms + src.max_staleness_s * 1000;
+                        if let Err(e) = r.sync(store, now_ms / 1000, true) {
+                            log::warn!("jwt_jwks: reading revocation lists failed: {e}");
+                        }
+                    }
+                    _ => return Err(Refusal::RevocationUnavailable),
+                }
             }
         }
         match r.index.check(subject, now_ms / 1000) {
