@@ -114,11 +114,12 @@ pub fn complete(
         (Some(200), Some(body)) => entry::parse_document(body, max_entries)
             .map(Some)
             .map_err(|e| format!("bad revocation list: {e}")),
-        (Some(200), None) => Err(format!(
+        (Some(200), None) if answer.body_size > max_body(max_entries) => Err(format!(
             "answer of {} bytes is larger than the {} allowed",
             answer.body_size,
             max_body(max_entries)
         )),
+        (Some(200), None) => Err("empty answer".to_string()),
         (Some(code), _) => Err(format!("HTTP {code}")),
         (None, _) => Err(format!(
             "no answer ({})",
