@@ -1372,16 +1372,24 @@ fn a_closed_revocation_list_pulled_by_one_worker_serves_the_others_at_once() {
     let mut w2 = Worker::new(config(extra), "w2");
     let now = now_ms();
     w1.load(&s, now, &all_jwks());
-    let claims = |sub: &str| {
-        JWTClaims::<NoCustomClaims> {
-            issuer: Some("https://issuer.example".into()),
-            subject: Some(sub.into()),
-            ..claims()
-        }
+    let claims = |sub: &str| JWTClaims::<NoCustomClaims> {
+        issuer: Some("https://issuer.example".into()),
+        subject: Some(sub.into()),
+        ..claims()
     };
     let k = keys();
-    let good = k.rsa.clone().with_key_id("rsa").sign(claims("alice")).unwrap();
-    let bad = k.rsa.clone().with_key_id("rsa").sign(claims("mallory")).unwrap();
+    let good = k
+        .rsa
+        .clone()
+        .with_key_id("rsa")
+        .sign(claims("alice"))
+        .unwrap();
+    let bad = k
+        .rsa
+        .clone()
+        .with_key_id("rsa")
+        .sign(claims("mallory"))
+        .unwrap();
     // No list yet: closed refuses with 503 (RevocationUnavailable).
     assert_eq!(
         w2.auth(&s, now, &good),
@@ -1392,7 +1400,10 @@ fn a_closed_revocation_list_pulled_by_one_worker_serves_the_others_at_once() {
     let doc = r#"{"entries": [{"type": "sub", "value": "mallory", "exp": 4000000000}]}"#;
     w1.e.fetch_done(&s, &w1.m, now + 20, 0, Doc::Revocations, &ok(doc));
     assert!(w2.auth(&s, now + 30, &good).is_allow());
-    assert_eq!(w2.auth(&s, now + 40, &bad), Verdict::Deny(Refusal::Revoked("sub")));
+    assert_eq!(
+        w2.auth(&s, now + 40, &bad),
+        Verdict::Deny(Refusal::Revoked("sub"))
+    );
     // Past max_staleness without a pull: refused again.
     assert_eq!(
         w2.auth(&s, now + 20 + 5_000, &good),
