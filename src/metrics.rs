@@ -88,6 +88,30 @@ impl Metric {
     }
 }
 
+/// One gauge: a value set, not counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Gauge {
+    /// Seconds since the oldest pulled revocation list was last fetched or
+    /// confirmed (0 before the first pull).
+    RevocationListAge,
+}
+
+impl Gauge {
+    pub const ALL: [Gauge; 1] = [Gauge::RevocationListAge];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Gauge::RevocationListAge => "jwt_jwks_revocation_list_age_seconds",
+        }
+    }
+
+    pub fn index(self) -> usize {
+        match self {
+            Gauge::RevocationListAge => 0,
+        }
+    }
+}
+
 /// Every counter name, in `index()` order.
 pub fn all_names() -> Vec<String> {
     FIXED
@@ -101,24 +125,41 @@ pub fn all_names() -> Vec<String> {
         .collect()
 }
 
-/// Where counters go.
+/// Where counters and gauges go.
 pub trait Metrics {
     fn incr(&self, m: Metric);
+    /// Sets a gauge (hosts without gauges may ignore it).
+    fn set(&self, _g: Gauge, _value: u64) {}
 }
 
 /// Counts in memory (tests, and hosts without metrics).
 #[derive(Debug, Default)]
 pub struct MemoryMetrics {
     counts: std::cell::RefCell<Vec<u64>>,
+    gauges: std::cell::RefCell<Vec<u64>>,
 }
 
 impl MemoryMetrics {
     pub fn get(&self, m: Metric) -> u64 {
         self.counts.borrow().get(m.index()).copied().unwrap_or(0)
     }
+
+    pub fn gauge(&self, g: Gauge) -> u64 {
+        self.gauges.borrow().get(g.index()).copied().unwrap_or(0)
+    }
 }
 
 impl Metrics for MemoryMetrics {
+    fn set(&self, g: Gauge, value: u64) {
+        let mut v = self.gauges.borrow_mut();
+        if v.len() <= g.index() {
+            v.resize(g.index() + 1, 0);
+        }
+        if let Some(x) = v.get_mut(g.index()) {
+            *x = value;
+        }
+    }
+
     fn incr(&self, m: Metric) {
         let mut c = self.counts.borrow_mut();
         let i = m.index();

@@ -1396,10 +1396,13 @@ fn a_closed_revocation_list_pulled_by_one_worker_serves_the_others_at_once() {
         Verdict::Deny(Refusal::RevocationUnavailable)
     );
     // w1 pulls the list; w2 has not ticked since.
-    assert_eq!(w1.e.revocation_tick(&s, now + 10), vec![0]);
+    assert_eq!(w1.e.revocation_tick(&s, &w1.m, now + 10), vec![0]);
     let doc = r#"{"entries": [{"type": "sub", "value": "mallory", "exp": 4000000000}]}"#;
     w1.e.fetch_done(&s, &w1.m, now + 20, 0, Doc::Revocations, &ok(doc));
     assert!(w2.auth(&s, now + 30, &good).is_allow());
+    // The list's age, as a gauge set on the tick.
+    assert!(w2.e.revocation_tick(&s, &w2.m, now + 3_020).is_empty());
+    assert_eq!(w2.m.gauge(jwt_jwks::metrics::Gauge::RevocationListAge), 3);
     assert_eq!(
         w2.auth(&s, now + 40, &bad),
         Verdict::Deny(Refusal::Revoked("sub"))

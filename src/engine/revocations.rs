@@ -11,7 +11,7 @@ use crate::engine::verdict::Callout;
 use crate::engine::Engine;
 use crate::keys::layout::{self, Names};
 use crate::keys::refresh::Answer;
-use crate::metrics::{Metric, Metrics};
+use crate::metrics::{Gauge, Metric, Metrics};
 use crate::revoke::index::SubjectRef;
 use crate::revoke::{pull, push};
 use crate::store::{SharedStore, StoreError};
@@ -72,13 +72,25 @@ impl Engine {
 
     /// The tick's share: re-read every list's generation and each pulled
     /// list's freshness; providers whose pull this VM must send now.
-    pub fn revocation_tick(&mut self, store: &dyn SharedStore, now_ms: u64) -> Vec<usize> {
+    pub fn revocation_tick(
+        &mut self,
+        store: &dyn SharedStore,
+        metrics: &dyn Metrics,
+        now_ms: u64,
+    ) -> Vec<usize> {
         let mut due = Vec::new();
         if !self.revocations.enabled() {
             return due;
         }
         if let Err(e) = self.revocation_refresh_state(store, now_ms) {
             log::warn!("jwt_jwks: reading revocation lists failed: {e}");
+        }
+        if let Some(age) = self
+            .revocations
+            .oldest_fetch_ms()
+            .map(|t| now_ms.saturating_sub(t))
+        {
+            metrics.set(Gauge::RevocationListAge, age / 1000);
         }
         for (idx, p) in self.cfg.providers.iter().enumerate() {
             let Some(Some((list, _))) = self.revocations.pulled.get(idx) else {
@@ -172,6 +184,7 @@ impl Engine {
                 (&p.revocation, self.revocations.pulled.get_mut(idx))
             {
                 let state = layout::read_state(store, &list.names)?;
+                list.fetched_at_ms = state.fetched_at_ms;
                 *fresh_until = if pull::fresh(src, &state, now_ms) {
                     state.fetched_at_ms + src.max_staleness_s * 1000
                 } else {

@@ -6,7 +6,7 @@ use std::cell::Cell;
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::MetricType;
 
-use crate::metrics::{self, Metric, Metrics};
+use crate::metrics::{self, Gauge, Metric, Metrics};
 
 /// The filter's counters. A request only bumps a count in the VM's memory;
 /// the root context adds the counts to the host's metrics on every tick
@@ -17,6 +17,8 @@ use crate::metrics::{self, Metric, Metrics};
 pub(crate) struct HostMetrics {
     ids: Vec<Option<u32>>,
     pending: Vec<Cell<u64>>,
+    /// Gauge ids, in `Gauge::index()` order.
+    gauges: Vec<Option<u32>>,
 }
 
 impl HostMetrics {
@@ -34,7 +36,23 @@ impl HostMetrics {
             )
             .collect();
         let pending = ids.iter().map(|_| Cell::new(0)).collect();
-        HostMetrics { ids, pending }
+        let gauges = Gauge::ALL
+            .iter()
+            .map(
+                |g| match hostcalls::define_metric(MetricType::Gauge, g.name()) {
+                    Ok(id) => Some(id),
+                    Err(e) => {
+                        log::warn!("jwt_jwks: metric {} unavailable: {e:?}", g.name());
+                        None
+                    }
+                },
+            )
+            .collect();
+        HostMetrics {
+            ids,
+            pending,
+            gauges,
+        }
     }
 
     /// Hands the counts gathered since the last flush to the host.
@@ -55,6 +73,12 @@ impl Drop for HostMetrics {
 }
 
 impl Metrics for HostMetrics {
+    fn set(&self, g: Gauge, value: u64) {
+        if let Some(Some(id)) = self.gauges.get(g.index()) {
+            let _ = hostcalls::record_metric(*id, value);
+        }
+    }
+
     fn incr(&self, m: Metric) {
         if let Some(c) = self.pending.get(m.index()) {
             c.set(c.get().saturating_add(1));

@@ -150,7 +150,9 @@ impl RootContext for Root {
             };
             let now = now_ms();
             let keys = e.tick(&HostStore, now).into_iter().map(|i| (i, Doc::Jwks));
-            let lists = e.revocation_tick(&HostStore, now).into_iter();
+            let lists = e
+                .revocation_tick(&HostStore, self.metrics.as_ref(), now)
+                .into_iter();
             let due: Vec<(usize, Doc)> = keys.chain(lists.map(|i| (i, Doc::Revocations))).collect();
             for (idx, doc) in due {
                 let m = self.metrics.clone();

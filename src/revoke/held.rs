@@ -22,6 +22,9 @@ pub struct List {
     loaded: bool,
     /// Live entries when last read (the index holds them).
     pub count: usize,
+    /// When a pulled list was last fetched or confirmed (ms; 0: never), as
+    /// the tick last read it.
+    pub fetched_at_ms: u64,
 }
 
 impl List {
@@ -32,6 +35,7 @@ impl List {
             next: String::new(),
             loaded: false,
             count: 0,
+            fetched_at_ms: 0,
         }
     }
 
@@ -83,6 +87,21 @@ impl Revocations {
                 })
                 .collect(),
             ..Revocations::default()
+        }
+    }
+
+    /// When the least recently fetched pulled list was fetched (ms), if
+    /// every pulled list has been fetched at least once.
+    pub fn oldest_fetch_ms(&self) -> Option<u64> {
+        let times: Vec<u64> = self
+            .pulled
+            .iter()
+            .flatten()
+            .map(|(l, _)| l.fetched_at_ms)
+            .collect();
+        match times.iter().min() {
+            Some(0) | None => None,
+            Some(t) => Some(*t),
         }
     }
 

@@ -143,6 +143,8 @@ def test_a_sub_revoked_by_the_pull_source_is_refused_within_an_interval(lab, key
     assert spread(env, token_for(key, sub="alice"), 6) == [200] * 6
     info = cache_info(env, "main", ADMIN)["revocations"]["pulled"][0]
     assert info["state"] == "fresh" and info["entries"] == 1
+    ages = env.stats_matching("jwt_jwks_revocation_list_age_seconds")
+    assert ages and all(0 <= v <= 6 for v in ages.values()), ages
     # one pull per interval for the whole host, not one per worker
     pulls = lists.count_path(LIST_PATH)
     elapsed = time.time() - (lists.requests[0].at if lists.requests else time.time())
