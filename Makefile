@@ -26,6 +26,7 @@ CARGO_HOME ?= $(HOME)/.cargo
 export CARGO_TARGET_WASM32_WASIP1_RUSTFLAGS := --remap-path-prefix=$(CARGO_HOME)=/cargo
 WASM_TARGET := wasm32-wasip1
 WASM := target/$(WASM_TARGET)/release/jwt_jwks.wasm
+NOOP_WASM := tools/noop/target/$(WASM_TARGET)/release/noop.wasm
 VENV := .venv
 PY := $(VENV)/bin/python
 ENVOY := $(VENV)/bin/envoy
@@ -115,8 +116,13 @@ wrk:
 
 # Side by side with Envoy's native jwt_authn (issue 5): prints a table of
 # rps, latency and CPU per request; never fails on numbers.
-bench: setup build wrk
-	JWT_JWKS_WASM=$(abspath $(WASM)) ENVOY_BIN=$(abspath $(ENVOY)) $(PY) tools/bench.py $(BENCH_ARGS)
+bench: setup build wrk $(NOOP_WASM)
+	JWT_JWKS_WASM=$(abspath $(WASM)) ENVOY_BIN=$(abspath $(ENVOY)) $(PY) tools/bench.py \
+	  --floor $(abspath $(NOOP_WASM)) $(BENCH_ARGS)
+
+# The floor of any wasm filter: a module that only returns Continue.
+$(NOOP_WASM): tools/noop/Cargo.toml tools/noop/Cargo.lock tools/noop/src/lib.rs
+	cd tools/noop && cargo build --locked --release --target $(WASM_TARGET)
 
 # The floor (issue 5): this source with tools/floor.patch, which keeps only what
 # any filter verifying with Envoy's host crypto must still do per request, side

@@ -19,7 +19,10 @@ What it starts, all on 127.0.0.1, and stops (by process group) when it ends:
         wasm_host     this filter, host_crypto "on",  token_cache_size 0
         wasm_host_id  the same with the identity filter-state property on (the default)
         wasm_pure     this filter, host_crypto "off", token_cache_size 0
-        wasm_cache    this filter, defaults (token cache on)
+        wasm_cache    this filter, defaults (token cache on) but identity_property null
+        wasm_cache_default  the same with every default (identity property on)
+        wasm_floor    only with --floor WASM: a module that returns Continue (tools/noop),
+                      the cost of any wasm filter
         wasm_host_rev, wasm_cache_rev   wasm_host and wasm_cache with 100,000 deny
                       entries pulled from a revocation list (issue 17); their ratio
                       column is to the same scenario without them
@@ -97,6 +100,8 @@ SCENARIOS = {
     "wasm_pure": ("unique", ALGS, True),
     "wasm_cache": ("repeated", ("RS256", "ES256"), True),
     "wasm_alt": ("unique", ("RS256", "ES256"), True),
+    "wasm_floor": ("unique", ("-",), False),
+    "wasm_cache_default": ("repeated", ("RS256", "ES256"), True),
     "wasm_host_rev": ("unique", ("RS256", "ES256"), True),
     "wasm_cache_rev": ("repeated", ("RS256", "ES256"), True),
 }
@@ -106,8 +111,9 @@ REV_OF = {"wasm_host_rev": "wasm_host", "wasm_cache_rev": "wasm_cache"}
 REVOKED_ENTRIES = 100_000
 REVOKED_JTI = "bench-revoked"
 LIST_PATH = "/revoked.json"
-ORDER = ["none", "wasm_noop", "native", "native_cache", "wasm_host", "wasm_host_rev", "wasm_alt",
-         "wasm_host_id", "wasm_pure", "wasm_cache", "wasm_cache_rev"]
+ORDER = ["none", "wasm_floor", "wasm_noop", "native", "native_cache", "wasm_host", "wasm_host_rev",
+         "wasm_alt", "wasm_host_id", "wasm_pure", "wasm_cache", "wasm_cache_default",
+         "wasm_cache_rev"]
 # the scenarios whose ratio is to native jwt_authn of the same algorithm (unique tokens)
 VS_NATIVE = ("wasm_host", "wasm_host_id", "wasm_pure", "wasm_alt")
 # (scenario, alg) pairs that may be missing without it being a failure
@@ -422,6 +428,12 @@ def scenario_filters(ctx, name, srv, dropped):
         return [native_http_filter(srv)]
     if name == "native_cache":
         return [native_http_filter(srv, NATIVE_CACHE_SIZE)]
+    if name == "wasm_floor":  # a module that only returns Continue (tools/noop)
+        return wasm({}, ctx.args.floor, VM_ID + "_floor")
+    if name == "wasm_cache_default":  # the filter's defaults: identity property on
+        cfg = wasm_base(srv)
+        del cfg["identity_property"]
+        return wasm(cfg)
     if name == "wasm_noop":
         return wasm({"jwks_uri": srv.url, "rules": [{"path_prefix": "/", "auth": "public"}]})
     if name in ("wasm_host", "wasm_alt"):
@@ -693,6 +705,7 @@ CHECK_STATS = {
     "wasm_alt": ("host verify", "jwt_jwks_host_verifications"),
     "wasm_pure": ("allowed", "jwt_jwks_allowed"),
     "wasm_cache": ("cache hit", "jwt_jwks_token_cache_hit"),
+    "wasm_cache_default": ("cache hit", "jwt_jwks_token_cache_hit"),
     "wasm_host_rev": ("host verify", "jwt_jwks_host_verifications"),
     "wasm_cache_rev": ("cache hit", "jwt_jwks_token_cache_hit"),
 }
@@ -753,6 +766,8 @@ def run_benchmark(ctx, report):
     scenarios = [s for s in ORDER if s in ("none",) or not a.only or s in a.only]
     if not a.alt and "wasm_alt" in scenarios:
         scenarios.remove("wasm_alt")
+    if not a.floor and "wasm_floor" in scenarios:
+        scenarios.remove("wasm_floor")
     pools = {}
     need_unique = {alg for s in scenarios for alg in SCENARIOS[s][1]
                    if SCENARIOS[s][0] == "unique"}
@@ -1143,6 +1158,14 @@ def print_report(ctx, report, rows, out=sys.stdout):
             targets.append(("wasm_cache %s repeated: added us" % alg,
                             "<= noop+5 = %.1f" % lim, "%.1f" % r["added_us"],
                             r["added_us"] <= lim))
+    floor = by.get(("wasm_floor", "-"))
+    for alg in ("RS256", "ES256"):
+        r = by.get(("wasm_cache_default", alg))
+        if r and floor and r["added_us"] is not None and floor["added_us"] is not None:
+            lim = floor["added_us"] + 5
+            targets.append(("wasm_cache_default %s repeated: added us (issue 20)" % alg,
+                            "<= floor+5 = %.1f" % lim, "%.1f" % r["added_us"],
+                            r["added_us"] <= lim))
     for rev, base_name in REV_OF.items():
         for alg in ("RS256", "ES256"):
             r, b = by.get((rev, alg)), by.get((base_name, alg))
@@ -1244,6 +1267,8 @@ def parse_args(argv):
     p.add_argument("--alt", metavar="WASM",
                    help="another module, measured as wasm_alt with wasm_host's configuration "
                         "(make bench-floor: the floor variant of tools/floor.patch)")
+    p.add_argument("--floor", metavar="WASM",
+                   help="a do-nothing module (tools/noop) for the wasm_floor row")
     p.add_argument("--no-pin", action="store_true", help="do not pin Envoy and wrk to CPUs")
     p.add_argument("--skip-extras", action="store_true",
                    help="only the load table (no start-up, cold start, rotation)")
