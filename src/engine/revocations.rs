@@ -33,18 +33,12 @@ impl Engine {
         if let Err(e) = r.sync(store, now_ms / 1000, false) {
             log::warn!("jwt_jwks: reading revocation lists failed: {e}");
         }
-        let closed = self
+        let src = self
             .cfg
             .providers
             .get(idx)
-            .and_then(|p| p.revocation.as_ref())
-            .is_some_and(|s| s.fail_closed);
-        if closed {
-            let src = self
-                .cfg
-                .providers
-                .get(idx)
-                .and_then(|p| p.revocation.as_ref());
+            .and_then(|p| p.revocation.as_ref());
+        if let Some(src) = src.filter(|s| s.fail_closed) {
             let Some((list, fresh_until)) = r.pulled.get_mut(idx).and_then(|p| p.as_mut()) else {
                 return Err(Refusal::RevocationUnavailable);
             };
@@ -53,14 +47,12 @@ impl Engine {
                 // read it now (another worker may have just pulled), and the
                 // lists with it.
                 let state = layout::read_state(store, &list.names).unwrap_or_default();
-                match src {
-                    Some(src) if pull::fresh(src, &state, now_ms) => {
-                        *fresh_until = state.fetched_at_ms + src.max_staleness_s * 1000;
-                        if let Err(e) = r.sync(store, now_ms / 1000, true) {
-                            log::warn!("jwt_jwks: reading revocation lists failed: {e}");
-                        }
-                    }
-                    _ => return Err(Refusal::RevocationUnavailable),
+                *fresh_until = pull::fresh_until(src, &state);
+                if now_ms >= *fresh_until {
+                    return Err(Refusal::RevocationUnavailable);
+                }
+                if let Err(e) = r.sync(store, now_ms / 1000, true) {
+                    log::warn!("jwt_jwks: reading revocation lists failed: {e}");
                 }
             }
         }
@@ -185,11 +177,7 @@ impl Engine {
             {
                 let state = layout::read_state(store, &list.names)?;
                 list.fetched_at_ms = state.fetched_at_ms;
-                *fresh_until = if pull::fresh(src, &state, now_ms) {
-                    state.fetched_at_ms + src.max_staleness_s * 1000
-                } else {
-                    0
-                };
+                *fresh_until = pull::fresh_until(src, &state);
             }
         }
         Ok(())

@@ -184,26 +184,18 @@ pub fn complete(
     Ok(outcome)
 }
 
-/// The callout could not be sent: give the lease back, retry later.
-pub fn abandon(
-    store: &dyn SharedStore,
-    names: &Names,
-    src: &RevocationSource,
-    owner: &str,
-    now_ms: u64,
-    why: &str,
-) -> Result<(), StoreError> {
-    let failed = Answer {
-        dispatch_status: Some(why.to_string()),
-        ..Answer::default()
-    };
-    complete(store, names, src, 0, owner, now_ms, &failed).map(|_| ())
+/// Until when (ms) the list serves: `max_staleness` after the last good
+/// answer; 0 when it was never fetched.
+pub fn fresh_until(src: &RevocationSource, s: &FetchState) -> u64 {
+    match s.fetched_at_ms {
+        0 => 0,
+        at => at + src.max_staleness_s * 1000,
+    }
 }
 
-/// Whether the list is fresh enough to serve with: a good answer within
-/// `max_staleness`. Never fetched counts as not fresh.
+/// Whether the list is fresh enough to serve with at `now_ms`.
 pub fn fresh(src: &RevocationSource, s: &FetchState, now_ms: u64) -> bool {
-    s.fetched_at_ms != 0 && now_ms < s.fetched_at_ms + src.max_staleness_s * 1000
+    now_ms < fresh_until(src, s)
 }
 
 #[cfg(test)]
