@@ -36,6 +36,12 @@ pub enum Metric {
     RevocationFetchSuccess,
     /// A revocation list that could not be fetched or used.
     RevocationFetchFailure,
+    /// A callout sent for a status list.
+    StatusListFetchSent,
+    /// A status list stored or confirmed (`304`).
+    StatusListFetchSuccess,
+    /// A status list that could not be fetched or was not accepted.
+    StatusListFetchFailure,
 }
 
 const FIXED: &[&str] = &[
@@ -55,6 +61,9 @@ const FIXED: &[&str] = &[
     "jwt_jwks_revocation_fetches",
     "jwt_jwks_revocation_fetch_success",
     "jwt_jwks_revocation_fetch_failure",
+    "jwt_jwks_status_list_fetches",
+    "jwt_jwks_status_list_fetch_success",
+    "jwt_jwks_status_list_fetch_failure",
 ];
 
 impl Metric {
@@ -77,6 +86,9 @@ impl Metric {
             Metric::RevocationFetchSent => 13,
             Metric::RevocationFetchSuccess => 14,
             Metric::RevocationFetchFailure => 15,
+            Metric::StatusListFetchSent => 16,
+            Metric::StatusListFetchSuccess => 17,
+            Metric::StatusListFetchFailure => 18,
             Metric::Denied(reason) => {
                 FIXED.len()
                     + Refusal::METRICS

@@ -196,6 +196,7 @@ fn pending(context_id: u32, token: &str, deadline_ms: u64) -> Pending {
         rule: None,
         deadline_ms,
         gen: 0,
+        doc: Doc::Jwks,
     }
 }
 
@@ -300,7 +301,8 @@ fn cold_start_waits_for_one_fetch_shared_by_every_worker() {
         w1.auth(&s, now, &t),
         Verdict::Wait {
             provider: 0,
-            dispatch: true
+            dispatch: true,
+            doc: Doc::Jwks,
         }
     );
     // ...the next ones (any worker) wait without fetching.
@@ -308,14 +310,16 @@ fn cold_start_waits_for_one_fetch_shared_by_every_worker() {
         w1.auth(&s, now, &t),
         Verdict::Wait {
             provider: 0,
-            dispatch: false
+            dispatch: false,
+            doc: Doc::Jwks,
         }
     );
     assert_eq!(
         w2.auth(&s, now, &t),
         Verdict::Wait {
             provider: 0,
-            dispatch: false
+            dispatch: false,
+            doc: Doc::Jwks,
         }
     );
     assert_eq!(
@@ -323,7 +327,7 @@ fn cold_start_waits_for_one_fetch_shared_by_every_worker() {
         Vec::<usize>::new(),
         "no second fetch while the lease is held"
     );
-    assert!(w2.e.add_waiter(pending(7, &t, now + 5000)));
+    assert!(w2.e.add_waiter(&s, pending(7, &t, now + 5000), now));
     let (finals, _) = w2.e.review_waiters(&s, &w2.m, now + 10);
     assert!(finals.is_empty(), "still waiting");
 
@@ -348,9 +352,9 @@ fn a_waiter_past_its_deadline_gets_503_and_the_pending_cap_holds() {
     let t = token("RS256", Some("rsa"));
     assert!(matches!(w.auth(&s, now, &t), Verdict::Wait { .. }));
     let p = pending(1, &t, now + 5000);
-    assert!(w.e.add_waiter(p.clone()));
+    assert!(w.e.add_waiter(&s, p.clone(), now));
     assert!(
-        !w.e.add_waiter(Pending { context_id: 2, ..p }),
+        !w.e.add_waiter(&s, Pending { context_id: 2, ..p }, now),
         "over max_pending_requests"
     );
     let (finals, _) = w.e.review_waiters(&s, &w.m, now + 5000);
@@ -374,7 +378,8 @@ fn unknown_kid_refreshes_are_budgeted_and_pick_up_rotation() {
         w.auth(&s, now + 1000, &new_token),
         Verdict::Wait {
             provider: 0,
-            dispatch: true
+            dispatch: true,
+            doc: Doc::Jwks,
         }
     );
     let v2 =
@@ -395,7 +400,8 @@ fn unknown_kid_refreshes_are_budgeted_and_pick_up_rotation() {
         w.auth(&s, now + 2000, &random),
         Verdict::Wait {
             provider: 0,
-            dispatch: true
+            dispatch: true,
+            doc: Doc::Jwks,
         }
     );
     w.e.fetch_done(&s, &w.m, now + 2100, 0, Doc::Jwks, &ok(&v2))
@@ -508,7 +514,8 @@ fn without_kid_the_keys_for_the_alg_are_tried_in_order() {
         w.auth(&s, now, &other),
         Verdict::Wait {
             provider: 0,
-            dispatch: true
+            dispatch: true,
+            doc: Doc::Jwks,
         }
     );
     assert_eq!(
@@ -573,7 +580,8 @@ fn admin_clear_is_seen_by_every_worker_and_the_next_request_refetches() {
         w2.auth(&s, now + 10, &t),
         Verdict::Wait {
             provider: 0,
-            dispatch: true
+            dispatch: true,
+            doc: Doc::Jwks,
         }
     );
     let body = all_jwks().to_string();
@@ -588,7 +596,8 @@ fn admin_clear_is_seen_by_every_worker_and_the_next_request_refetches() {
         w2.auth(&s, now + 40, &t),
         Verdict::Wait {
             provider: 0,
-            dispatch: true
+            dispatch: true,
+            doc: Doc::Jwks,
         }
     );
     assert_eq!(w1.e.local_key_count(0), 0);
@@ -696,7 +705,8 @@ fn per_request_wait_mode_never_leaves_a_request_without_its_own_callout() {
         w1.auth(&s, now, &t),
         Verdict::Wait {
             provider: 0,
-            dispatch: true
+            dispatch: true,
+            doc: Doc::Jwks,
         }
     );
     // The lease is held, but this request could not be woken by that
@@ -705,7 +715,8 @@ fn per_request_wait_mode_never_leaves_a_request_without_its_own_callout() {
         w2.auth(&s, now, &t),
         Verdict::Wait {
             provider: 0,
-            dispatch: true
+            dispatch: true,
+            doc: Doc::Jwks,
         }
     );
     let body = all_jwks().to_string();
@@ -724,7 +735,8 @@ fn per_request_wait_mode_never_leaves_a_request_without_its_own_callout() {
         w1.auth(&s, now + 31_000, &random),
         Verdict::Wait {
             provider: 0,
-            dispatch: true
+            dispatch: true,
+            doc: Doc::Jwks,
         }
     );
     assert_eq!(
@@ -743,7 +755,8 @@ fn per_request_wait_mode_never_leaves_a_request_without_its_own_callout() {
         w.auth(&s, now, &t),
         Verdict::Wait {
             provider: 0,
-            dispatch: true
+            dispatch: true,
+            doc: Doc::Jwks,
         }
     );
     let down = Answer {
@@ -1008,7 +1021,8 @@ fn the_token_cache_answers_repeats_and_never_outlives_exp_or_the_key_set() {
         w.auth(&s, now, &t),
         Verdict::Wait {
             provider: 0,
-            dispatch: true
+            dispatch: true,
+            doc: Doc::Jwks,
         }
     );
     let hits = w.m.get(Metric::TokenCacheHit);
@@ -1118,10 +1132,11 @@ fn per_request_mode_never_finishes_a_request_from_another_context() {
         w.auth(&s, now, &t),
         Verdict::Wait {
             provider: 0,
-            dispatch: true
+            dispatch: true,
+            doc: Doc::Jwks,
         }
     );
-    assert!(w.e.add_waiter(pending(5, &t, now + 1000)));
+    assert!(w.e.add_waiter(&s, pending(5, &t, now + 1000), now));
     let body = all_jwks().to_string();
     w.e.fetch_done(&s, &w.m, now, 0, Doc::Jwks, &ok(&body))
         .unwrap();
@@ -1171,7 +1186,8 @@ fn discovery_finds_the_jwks_on_another_host_and_a_foreign_issuer_is_refused() {
         w.auth(&s, now + 10, &t),
         Verdict::Wait {
             provider: 0,
-            dispatch: false
+            dispatch: false,
+            doc: Doc::Jwks,
         },
         "a retry delay runs: the request waits for the periodic check"
     );
@@ -1412,4 +1428,174 @@ fn a_closed_revocation_list_pulled_by_one_worker_serves_the_others_at_once() {
         w2.auth(&s, now + 20 + 5_000, &good),
         Verdict::Deny(Refusal::RevocationUnavailable)
     );
+}
+
+const LIST_URI: &str = "http://lists:8080/statuslists/1";
+
+/// A Status List Token for `statuses` (1 bit each), signed ES512 with the
+/// test key `p521` (or by a key the provider does not have).
+fn status_list_token(statuses: &[u8], ttl: u64, typ: &str, foreign: bool) -> String {
+    use p521::ecdsa::signature::Signer;
+    let mut bytes = vec![0u8; statuses.len().div_ceil(8)];
+    for (i, s) in statuses.iter().enumerate() {
+        bytes[i / 8] |= (s & 1) << (i % 8);
+    }
+    let lst = b64(&miniz_oxide::deflate::compress_to_vec_zlib(&bytes, 6));
+    let header = json!({"alg": "ES512", "kid": "p521", "typ": typ});
+    let now = now_ms() / 1000;
+    let payload = json!({"sub": LIST_URI, "iat": now, "exp": now + 3600, "ttl": ttl,
+        "status_list": {"bits": 1, "lst": lst}});
+    let input = format!(
+        "{}.{}",
+        b64(header.to_string().as_bytes()),
+        b64(payload.to_string().as_bytes())
+    );
+    let key = if foreign {
+        let mut scalar = [7u8; 66];
+        scalar[0] = 0;
+        p521::ecdsa::SigningKey::from_slice(&scalar).unwrap()
+    } else {
+        keys().p521.clone()
+    };
+    let sig: p521::ecdsa::Signature = key.sign(input.as_bytes());
+    format!("{input}.{}", b64(&sig.to_bytes()))
+}
+
+/// An RS256 token at `idx` of the list (another subject per index).
+fn token_at(idx: u64) -> String {
+    let extra = json!({"status": {"status_list": {"idx": idx, "uri": LIST_URI}}});
+    let c = Claims::with_custom_claims(extra, Duration::from_mins(5))
+        .with_issuer("https://idp")
+        .with_audience("api")
+        .with_subject(format!("user-{idx}"));
+    keys().rsa.clone().with_key_id("rsa").sign(c).unwrap()
+}
+
+#[test]
+fn a_status_list_is_fetched_once_for_every_worker_and_a_flipped_bit_voids_cached_verdicts() {
+    let s = MemoryStore::default();
+    let cfg = || config(r#","status_list":true,"cache_ttl":300,"token_cache_size":100"#);
+    let (mut w1, mut w2) = (Worker::new(cfg(), "w1"), Worker::new(cfg(), "w2"));
+    let now = now_ms();
+    w1.load(&s, now, &all_jwks());
+    let slot = Doc::StatusList(0);
+    let t3 = token_at(3);
+    // Cold: the first request takes the lease, the others (any worker) wait.
+    assert_eq!(
+        w1.auth(&s, now, &t3),
+        Verdict::Wait {
+            provider: 0,
+            dispatch: true,
+            doc: slot
+        }
+    );
+    assert_eq!(
+        w2.auth(&s, now, &t3),
+        Verdict::Wait {
+            provider: 0,
+            dispatch: false,
+            doc: slot
+        }
+    );
+    let mut p = pending(9, &t3, now + 5000);
+    p.doc = slot;
+    assert!(w2.e.add_waiter(&s, p, now));
+    let c = w1.e.callout(&s, 0, slot, now).unwrap();
+    assert_eq!(c.upstream, "lists:8080");
+    assert!(c
+        .headers
+        .contains(&(":path".into(), "/statuslists/1".into())));
+    assert!(c
+        .headers
+        .contains(&("accept".into(), "application/statuslist+jwt".into())));
+
+    // Index 3 valid, index 5 revoked; ttl 1 is held to 2 seconds.
+    let list = status_list_token(&[0, 0, 0, 0, 0, 1, 0, 0], 1, "statuslist+jwt", false);
+    w1.e.fetch_done(&s, &w1.m, now + 10, 0, slot, &ok(&list));
+    assert_eq!(w1.m.get(Metric::StatusListFetchSuccess), 1);
+    let (finals, sends) = w2.e.review_waiters(&s, &w2.m, now + 20);
+    assert_eq!(finals.len(), 1, "the other worker's waiter is woken");
+    assert!(finals[0].1.is_allow());
+    assert!(sends.is_empty());
+    assert!(w1.auth(&s, now + 20, &t3).is_allow());
+    assert!(w2.auth(&s, now + 20, &t3).is_allow());
+    assert_eq!(
+        w1.auth(&s, now + 20, &token_at(5)),
+        Verdict::Deny(Refusal::Revoked("status"))
+    );
+    assert_eq!(
+        w1.auth(&s, now + 20, &token_at(8)),
+        Verdict::Deny(Refusal::StatusReference),
+        "past the end of the list"
+    );
+    // Within the ttl nothing is fetched; the token cache serves t3.
+    assert!(w1.e.status_tick(&s, now + 1000).is_empty());
+    let hits = w1.m.get(Metric::TokenCacheHit);
+    assert!(w1.auth(&s, now + 1000, &t3).is_allow());
+    assert_eq!(w1.m.get(Metric::TokenCacheHit), hits + 1);
+
+    // Past the ttl, one worker refreshes. A list signed by another key, one
+    // of another typ, or broken zlib keep the good list.
+    let due = now + 2010;
+    assert_eq!(w1.e.status_tick(&s, due), vec![(0, slot)]);
+    assert!(w2.e.status_tick(&s, due).is_empty(), "one fetch for both");
+    let flipped = status_list_token(&[0, 0, 0, 1], 60, "statuslist+jwt", false);
+    let mut at = due;
+    for bad in [
+        status_list_token(&[0, 0, 0, 1], 60, "statuslist+jwt", true),
+        status_list_token(&[0, 0, 0, 1], 60, "JWT", false),
+        flipped.replace('.', "x"),
+    ] {
+        w1.e.fetch_done(&s, &w1.m, at, 0, slot, &ok(&bad));
+        assert!(w1.auth(&s, at, &t3).is_allow(), "the good list stays");
+        at += 40_000;
+        assert_eq!(w1.e.status_tick(&s, at), vec![(0, slot)], "retried");
+    }
+    assert_eq!(w1.m.get(Metric::StatusListFetchFailure), 3);
+    w1.e.fetch_done(&s, &w1.m, at, 0, slot, &ok(&flipped));
+    // Both workers refuse t3 now, though its verdict was cached.
+    assert_eq!(
+        w1.auth(&s, at, &t3),
+        Verdict::Deny(Refusal::Revoked("status"))
+    );
+    assert_eq!(
+        w2.auth(&s, at, &t3),
+        Verdict::Deny(Refusal::Revoked("status"))
+    );
+    assert!(w2.auth(&s, at, &token_at(2)).is_allow());
+    let info = w1.e.info(&s, at);
+    let listed = &info["revocations"]["status_lists"][0];
+    assert_eq!(listed["uri"], LIST_URI);
+    assert_eq!(listed["state"], "fresh");
+    assert_eq!(listed["fetch_failure"], 3);
+}
+
+#[test]
+fn an_unreachable_status_list_follows_revocation_fail() {
+    let now = now_ms();
+    for (mode, expected) in [
+        ("closed", Verdict::Deny(Refusal::RevocationUnavailable)),
+        ("open", Verdict::Allow(Default::default())),
+    ] {
+        let extra = format!(r#","status_list":true,"revocation_fail":"{mode}","max_staleness":10"#);
+        let s = MemoryStore::default();
+        let mut w = Worker::new(config(&extra), mode);
+        w.load(&s, now, &all_jwks());
+        let t = token_at(1);
+        assert!(matches!(
+            w.auth(&s, now, &t),
+            Verdict::Wait { dispatch: true, .. }
+        ));
+        let down = Answer {
+            dispatch_status: Some("broken connection".into()),
+            ..Answer::default()
+        };
+        w.e.fetch_done(&s, &w.m, now, 0, Doc::StatusList(0), &down);
+        // A retry waits a second: meanwhile the mode decides at once.
+        let v = w.auth(&s, now + 100, &t);
+        match &expected {
+            Verdict::Allow(_) => assert!(v.is_allow(), "{mode}: {v:?}"),
+            other => assert_eq!(&v, other, "{mode}"),
+        }
+    }
 }

@@ -37,11 +37,16 @@ pub enum Refusal {
     /// The token is valid but lacks what the route requires.
     InsufficientScope(Missing),
     /// A deny entry matches the token; the entry's type (`jti`, `sub`,
-    /// `client_id`, `sid`, `not_before`).
+    /// `client_id`, `sid`, `not_before`), or `status`: its status list
+    /// gives it a status other than 0.
     Revoked(&'static str),
-    /// The provider's revocation list failed past `max_staleness` with
-    /// `revocation_fail: closed` (or has not arrived yet).
+    /// The provider's revocation list or the token's status list failed
+    /// past `max_staleness` with `revocation_fail: closed` (or has not
+    /// arrived yet).
     RevocationUnavailable,
+    /// The token's `status.status_list` is malformed, names a list that
+    /// is not an http(s) URL, or an index past the end of its list.
+    StatusReference,
 }
 
 /// How a refusal is answered.
@@ -105,6 +110,7 @@ impl Refusal {
             }
             Refusal::Revoked(_) => "token revoked",
             Refusal::RevocationUnavailable => "the revocation list is not available",
+            Refusal::StatusReference => "token status reference is invalid",
         }
     }
 
@@ -132,8 +138,10 @@ impl Refusal {
             Refusal::Revoked("sub") => "revoked_sub",
             Refusal::Revoked("client_id") => "revoked_client_id",
             Refusal::Revoked("sid") => "revoked_sid",
+            Refusal::Revoked("status") => "revoked_status",
             Refusal::Revoked(_) => "revoked_not_before",
             Refusal::RevocationUnavailable => "revocation_unavailable",
+            Refusal::StatusReference => "status_invalid",
         }
     }
 
@@ -160,7 +168,9 @@ impl Refusal {
         "revoked_client_id",
         "revoked_sid",
         "revoked_not_before",
+        "revoked_status",
         "revocation_unavailable",
+        "status_invalid",
     ];
 }
 
@@ -207,7 +217,9 @@ mod tests {
             Refusal::Revoked("client_id"),
             Refusal::Revoked("sid"),
             Refusal::Revoked("not_before"),
+            Refusal::Revoked("status"),
             Refusal::RevocationUnavailable,
+            Refusal::StatusReference,
         ];
         for r in all {
             assert!(Refusal::METRICS.contains(&r.metric()), "{r:?}");

@@ -19,6 +19,7 @@ pub mod forward;
 pub mod provider;
 pub mod revocation;
 pub mod rules;
+pub mod status_list;
 
 use serde_json::Value;
 
@@ -34,6 +35,7 @@ pub use endpoint::{parse_endpoint, Endpoint};
 pub use error::ConfigError;
 pub use provider::{media_type, ClaimsPolicy, Provider};
 pub use revocation::RevocationSource;
+pub use status_list::StatusListSettings;
 
 /// Which token field selects the key.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -163,6 +165,11 @@ pub const FIELDS: &[&str] = &[
     "max_staleness",
     "revocation_fail",
     "max_revocation_entries",
+    "status_list",
+    "status_list_upstream",
+    "status_list_ttl",
+    "max_status_list_size",
+    "max_status_lists",
 ];
 
 impl Config {

@@ -12,6 +12,7 @@ use crate::config::endpoint::{parse_endpoint, Endpoint};
 use crate::config::error::ConfigError;
 use crate::config::fields::{describe, Fields};
 use crate::config::revocation::{parse_revocation, RevocationSource};
+use crate::config::status_list::{parse_status_list, StatusListSettings};
 use crate::crypto::alg::AlgSet;
 use crate::crypto::key::{FallbackKey, KeyError};
 
@@ -63,6 +64,8 @@ pub struct Provider {
     pub require_jwk_alg: bool,
     /// The pulled list of deny entries, if any.
     pub revocation: Option<RevocationSource>,
+    /// Token Status List checks, if on.
+    pub status_list: Option<StatusListSettings>,
 }
 
 impl Provider {
@@ -120,6 +123,11 @@ pub const PROVIDER_FIELDS: &[&str] = &[
     "revocation_refresh_interval",
     "max_staleness",
     "revocation_fail",
+    "status_list",
+    "status_list_upstream",
+    "status_list_ttl",
+    "max_status_list_size",
+    "max_status_lists",
 ];
 
 const CLAIM_NAMES: &[&str] = &["exp", "nbf", "iat", "iss", "aud", "sub"];
@@ -337,5 +345,6 @@ fn parse_provider(f: &Fields, allowed: AlgSet, name: String) -> Result<Provider,
         allowed_types,
         require_jwk_alg,
         revocation: parse_revocation(f)?,
+        status_list: parse_status_list(f)?,
     })
 }

@@ -16,6 +16,9 @@ pub const REVOCATION_FIELDS: &[&str] = &[
     "revocation_fail",
 ];
 
+/// The fields a status list shares with the pulled list.
+const STATUS_SHARED: &[&str] = &["max_staleness", "revocation_fail"];
+
 /// The shortest `revocation_refresh_interval`.
 pub const MIN_INTERVAL_S: u64 = 5;
 
@@ -36,7 +39,10 @@ pub struct RevocationSource {
 
 pub(crate) fn parse_revocation(f: &Fields) -> Result<Option<RevocationSource>, ConfigError> {
     let Some(uri) = f.string("revocation_uri")? else {
-        if let Some(other) = REVOCATION_FIELDS.iter().skip(1).find(|n| f.has(n)) {
+        // `max_staleness` and `revocation_fail` also serve status lists.
+        let status_list = f.bool_or("status_list", false)?;
+        let misplaced = |n: &str| f.has(n) && !(status_list && STATUS_SHARED.contains(&n));
+        if let Some(other) = REVOCATION_FIELDS.iter().skip(1).find(|n| misplaced(n)) {
             return Err(f.err(other, "set only with revocation_uri"));
         }
         return Ok(None);
@@ -58,16 +64,7 @@ pub(crate) fn parse_revocation(f: &Fields) -> Result<Option<RevocationSource>, C
             ),
         ));
     }
-    let fail_closed = match f.string("revocation_fail")?.as_deref() {
-        None | Some("open") => false,
-        Some("closed") => true,
-        Some(other) => {
-            return Err(f.err(
-                "revocation_fail",
-                format!("must be \"open\" or \"closed\", got {other:?}"),
-            ))
-        }
-    };
+    let fail_closed = parse_fail(f)?;
     Ok(Some(RevocationSource {
         endpoint,
         upstream,
@@ -75,4 +72,16 @@ pub(crate) fn parse_revocation(f: &Fields) -> Result<Option<RevocationSource>, C
         max_staleness_s,
         fail_closed,
     }))
+}
+
+/// `revocation_fail`: `true` for `closed`.
+pub(crate) fn parse_fail(f: &Fields) -> Result<bool, ConfigError> {
+    match f.string("revocation_fail")?.as_deref() {
+        None | Some("open") => Ok(false),
+        Some("closed") => Ok(true),
+        Some(other) => Err(f.err(
+            "revocation_fail",
+            format!("must be \"open\" or \"closed\", got {other:?}"),
+        )),
+    }
 }

@@ -86,10 +86,12 @@ impl Engine {
             Ok(Acquire::Acquired) => Ok(Verdict::Wait {
                 provider: idx,
                 dispatch: true,
+                doc: Doc::Jwks,
             }),
             Ok(Acquire::Busy) if self.shared_wake => Ok(Verdict::Wait {
                 provider: idx,
                 dispatch: false,
+                doc: Doc::Jwks,
             }),
             // Nobody could wake this request: on a cold start it fetches
             // for itself (the answer resumes it); an unknown kid is refused
@@ -98,12 +100,14 @@ impl Engine {
             Ok(Acquire::Busy) if trigger == Trigger::Cold => Ok(Verdict::Wait {
                 provider: idx,
                 dispatch: true,
+                doc: Doc::Jwks,
             }),
             // Cold: a retry delay is running; the periodic check will fetch.
             Ok(Acquire::NotDue) if trigger == Trigger::Cold && self.shared_wake => {
                 Ok(Verdict::Wait {
                     provider: idx,
                     dispatch: false,
+                    doc: Doc::Jwks,
                 })
             }
             Ok(_) => Err(otherwise),
@@ -154,8 +158,10 @@ impl Engine {
         doc: Doc,
         now_ms: u64,
     ) -> Option<Callout> {
-        if doc == Doc::Revocations {
-            return self.revocation_callout(store, idx);
+        match doc {
+            Doc::Revocations => return self.revocation_callout(store, idx),
+            Doc::StatusList(slot) => return self.status_callout(store, slot),
+            Doc::Jwks | Doc::Discovery => {}
         }
         let (p, names) = self.fetching(idx)?;
         let state = layout::read_state(store, names).unwrap_or_default();
@@ -170,8 +176,10 @@ impl Engine {
 
     /// Whether a callout body of `size` bytes may be read.
     pub fn body_allowed(&self, idx: usize, doc: Doc, size: usize) -> bool {
-        if doc == Doc::Revocations {
-            return self.revocation_body_allowed(size);
+        match doc {
+            Doc::Revocations => return self.revocation_body_allowed(size),
+            Doc::StatusList(slot) => return self.status_body_allowed(slot, size),
+            Doc::Jwks | Doc::Discovery => {}
         }
         self.cfg
             .providers
@@ -190,14 +198,21 @@ impl Engine {
         doc: Doc,
         answer: &Answer,
     ) -> Option<refresh::Outcome> {
-        if doc == Doc::Revocations {
-            self.revocation_done(store, metrics, now_ms, idx, answer);
-            return None;
+        match doc {
+            Doc::Revocations => {
+                self.revocation_done(store, metrics, now_ms, idx, answer);
+                return None;
+            }
+            Doc::StatusList(slot) => {
+                self.status_done(store, metrics, now_ms, slot, answer);
+                return None;
+            }
+            Doc::Jwks | Doc::Discovery => {}
         }
         let allowed = self.cfg.allowed_algorithms;
         let (p, names) = self.fetching(idx)?;
         let stored = match doc {
-            Doc::Revocations => return None,
+            Doc::Revocations | Doc::StatusList(_) => return None,
             Doc::Jwks => {
                 let result = refresh::evaluate(answer, p, allowed);
                 refresh::complete(store, names, p, &self.owner, now_ms, answer, result)
@@ -255,13 +270,16 @@ impl Engine {
         doc: Doc,
         why: &str,
     ) {
-        if doc == Doc::Revocations {
-            let failed = Answer {
-                dispatch_status: Some(format!("callout could not be sent: {why}")),
-                ..Answer::default()
-            };
-            self.revocation_done(store, metrics, now_ms, idx, &failed);
-            return;
+        let failed = Answer {
+            dispatch_status: Some(format!("callout could not be sent: {why}")),
+            ..Answer::default()
+        };
+        match doc {
+            Doc::Revocations => return self.revocation_done(store, metrics, now_ms, idx, &failed),
+            Doc::StatusList(slot) => {
+                return self.status_done(store, metrics, now_ms, slot, &failed)
+            }
+            Doc::Jwks | Doc::Discovery => {}
         }
         metrics.incr(Metric::FetchFailure);
         if let Some((p, names)) = self.fetching(idx) {

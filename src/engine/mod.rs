@@ -17,6 +17,7 @@ mod grant;
 mod keysets;
 mod revocations;
 mod signature;
+mod status_lists;
 pub mod token_cache;
 pub mod verdict;
 mod waiters;
@@ -33,6 +34,8 @@ use crate::keys::layout::Names;
 use crate::metrics::{Metric, Metrics};
 use crate::revoke::held::Revocations;
 use crate::revoke::index::{Subject, SubjectRef};
+use crate::revoke::status;
+use crate::revoke::status_held::StatusLists;
 use crate::store::SharedStore;
 use crate::token::jose;
 
@@ -67,6 +70,8 @@ pub struct Engine {
     scratch: jose::Scratch,
     /// Deny entries as this VM holds them.
     revocations: Revocations,
+    /// The status lists this VM's tokens named.
+    status: StatusLists,
 }
 
 /// What a fresh verification tells the token cache.
@@ -101,6 +106,7 @@ impl Engine {
             host_crypto: None,
             scratch: jose::Scratch::default(),
             revocations: Revocations::new(&cfg),
+            status: StatusLists::default(),
             shared_wake: cfg.wait_mode != WaitMode::PerRequest,
             host_known: false,
             host_envoy: false,
@@ -172,8 +178,10 @@ impl Engine {
             if let Some((grant, provider, subject)) = self.cached(store, token, rule, now_ms) {
                 // A revocation voids a cached verdict at once.
                 if let Some(s) = subject {
-                    if let Err(r) = self.check_revoked(store, provider, &s.borrowed(), now_ms) {
-                        return Verdict::Deny(r);
+                    match self.check_revoked(store, provider, &s.borrowed(), now_ms, may_wait) {
+                        Ok(None) => {}
+                        Ok(Some(wait)) => return wait,
+                        Err(r) => return Verdict::Deny(r),
                     }
                 }
                 metrics.incr(Metric::TokenCacheHit);
@@ -251,6 +259,7 @@ impl Engine {
         claims::check_claims(&d.claims, &provider.claims, now_s)?;
         claims::check_type(d.header, &provider.allowed_types)?;
         let max_age = provider.claims.max_token_age_s;
+        let status_on = provider.status_list.is_some();
         if let Some(wait) = self.verify_signature(store, metrics, now_ms, &d, alg, idx, may_wait)? {
             return Ok((wait, None));
         }
@@ -263,6 +272,10 @@ impl Engine {
             (None, a) => a,
         };
         let c = &d.claims;
+        let status_ref = match (status_on, c.status) {
+            (true, Some(raw)) => status::reference(raw).map_err(|_| Refusal::StatusReference)?,
+            _ => None,
+        };
         let subject = SubjectRef {
             iss: c.iss.as_deref(),
             sub: c.sub.as_deref(),
@@ -270,15 +283,16 @@ impl Engine {
             sid: c.sid.as_deref(),
             jti: c.jti.as_deref(),
             iat: c.iat.map(|i| i.0 as u64),
+            status: status_ref.as_ref(),
         };
-        self.check_revoked(store, idx, &subject, now_ms)?;
+        if let Some(wait) = self.check_revoked(store, idx, &subject, now_ms, may_wait)? {
+            return Ok((wait, None));
+        }
         let fresh = Fresh {
             provider: idx,
             gen: self.providers.get(idx).map_or(0, |r| r.gen),
             valid_until_ms,
-            subject: self
-                .revocations
-                .enabled()
+            subject: (self.revocations.enabled() || subject.status.is_some())
                 .then(|| Rc::new(Subject::of(&subject))),
         };
         Ok((Verdict::Allow(self.grant(&d, idx, rule)?), Some(fresh)))

@@ -7,7 +7,7 @@
 use serde_json::{json, Value};
 
 use crate::authz::refusal::Refusal;
-use crate::engine::verdict::Callout;
+use crate::engine::verdict::{Callout, Verdict};
 use crate::engine::Engine;
 use crate::keys::layout::{self, Names};
 use crate::keys::refresh::Answer;
@@ -17,8 +17,26 @@ use crate::revoke::{pull, push};
 use crate::store::{SharedStore, StoreError};
 
 impl Engine {
-    /// The revocation check of a verified token of provider `idx`.
+    /// The revocation check of a verified token of provider `idx`: its
+    /// deny entries, then its status list (which may have to be fetched
+    /// first: a `Wait`).
     pub(super) fn check_revoked(
+        &mut self,
+        store: &dyn SharedStore,
+        idx: usize,
+        subject: &SubjectRef,
+        now_ms: u64,
+        may_wait: bool,
+    ) -> Result<Option<Verdict>, Refusal> {
+        self.check_denied(store, idx, subject, now_ms)?;
+        match subject.status {
+            Some(r) => self.check_status(store, idx, r, now_ms, may_wait),
+            None => Ok(None),
+        }
+    }
+
+    /// The deny entries' check.
+    fn check_denied(
         &mut self,
         store: &dyn SharedStore,
         idx: usize,
@@ -233,6 +251,7 @@ impl Engine {
             "max_revocation_entries": self.cfg.max_revocation_entries,
             "pushed": pushed,
             "pulled": pulled,
+            "status_lists": self.status_info(store, now_ms),
         })
     }
 

@@ -12,11 +12,13 @@ pub enum Verdict {
     /// Let the request through, with these changes.
     Allow(Grant),
     Deny(Refusal),
-    /// Pause until provider `provider` has new keys. With `dispatch`, the
-    /// caller holds the refresh lease and must send the JWKS callout.
+    /// Pause until `doc` of provider `provider` is in (new keys, or a
+    /// status list). With `dispatch`, the caller holds the fetch lease and
+    /// must send the callout for `doc`.
     Wait {
         provider: usize,
         dispatch: bool,
+        doc: Doc,
     },
 }
 
@@ -46,11 +48,15 @@ pub struct Pending {
     /// The matched rule, if any.
     pub rule: Option<usize>,
     pub deadline_ms: u64,
-    /// The provider's generation when the request started waiting.
+    /// The generation of what it waits for when it started waiting.
     pub gen: u64,
+    /// What it waits for: the provider's keys (`Doc::Jwks`) or a status
+    /// list (`Doc::StatusList`).
+    pub doc: Doc,
 }
 
-/// A callout to send: the JWKS, or the OpenID Provider metadata.
+/// A callout to send: the JWKS, the OpenID Provider metadata, a revocation
+/// or status list.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Callout {
     pub doc: Doc,

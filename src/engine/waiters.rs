@@ -6,18 +6,36 @@
 use crate::engine::verdict::{Pending, Verdict};
 use crate::engine::Engine;
 use crate::keys::layout;
+use crate::keys::refresh::Doc;
 use crate::metrics::Metrics;
 use crate::store::SharedStore;
 
+/// A fetch to send: the provider, and which of its documents.
+pub type Fetch = (usize, Doc);
+
 impl Engine {
     /// Registers a paused request; `false` when the cap is reached.
-    pub fn add_waiter(&mut self, mut w: Pending) -> bool {
+    pub fn add_waiter(&mut self, store: &dyn SharedStore, mut w: Pending, now_ms: u64) -> bool {
         if self.waiters.len() >= self.cfg.max_pending_requests {
             return false;
         }
-        w.gen = self.providers.get(w.provider).map_or(0, |r| r.gen);
+        w.gen = self.waiting_gen(store, w.provider, w.doc, now_ms);
         self.waiters.push(w);
         true
+    }
+
+    /// The generation of what a request waits for, as this VM holds it.
+    fn waiting_gen(
+        &mut self,
+        store: &dyn SharedStore,
+        provider: usize,
+        doc: Doc,
+        now_ms: u64,
+    ) -> u64 {
+        match doc {
+            Doc::StatusList(slot) => self.status_progress(store, slot, now_ms).0,
+            _ => self.providers.get(provider).map_or(0, |r| r.gen),
+        }
     }
 
     pub fn remove_waiter(&mut self, context_id: u32) {
@@ -37,16 +55,17 @@ impl Engine {
         self.waiters.len()
     }
 
-    /// Looks at every paused request: those whose provider has new keys,
-    /// whose fetch ended, or whose deadline passed are decided again.
-    /// Returns the final verdicts to carry out, and the providers whose
-    /// refresh the caller must now send (a re-decision took the lease).
+    /// Looks at every paused request: those whose provider has new keys
+    /// (or whose status list arrived), whose fetch ended, or whose deadline
+    /// passed are decided again. Returns the final verdicts to carry out,
+    /// and the fetches the caller must now send (a re-decision took the
+    /// lease).
     pub fn review_waiters(
         &mut self,
         store: &dyn SharedStore,
         metrics: &dyn Metrics,
         now_ms: u64,
-    ) -> (Vec<(Pending, Verdict)>, Vec<usize>) {
+    ) -> (Vec<(Pending, Verdict)>, Vec<Fetch>) {
         let mut finals = Vec::new();
         let mut dispatch = Vec::new();
         // per_request: only a request's own callout may finish it.
@@ -64,9 +83,21 @@ impl Engine {
                 .is_some_and(|s| s.lease_held(now_ms));
             status.push((gen, busy));
         }
+        // Status lists, read once each for all their waiters.
+        let mut lists: Vec<(u32, (u64, bool))> = Vec::new();
         let waiters = std::mem::take(&mut self.waiters);
         for mut w in waiters {
-            let (gen, busy) = status.get(w.provider).copied().unwrap_or((0, false));
+            let (gen, busy) = match w.doc {
+                Doc::StatusList(slot) => match lists.iter().find(|(s, _)| *s == slot) {
+                    Some((_, p)) => *p,
+                    None => {
+                        let p = self.status_progress(store, slot, now_ms);
+                        lists.push((slot, p));
+                        p
+                    }
+                },
+                _ => status.get(w.provider).copied().unwrap_or((0, false)),
+            };
             let expired = now_ms >= w.deadline_ms;
             if !expired && gen == w.gen && busy {
                 self.waiters.push(w);
@@ -76,11 +107,17 @@ impl Engine {
                 Verdict::Wait {
                     provider,
                     dispatch: d,
+                    doc,
                 } => {
-                    if d && !dispatch.contains(&provider) {
-                        dispatch.push(provider);
+                    if d && !dispatch.contains(&(provider, doc)) {
+                        dispatch.push((provider, doc));
                     }
-                    w.gen = gen;
+                    if doc != w.doc {
+                        w.doc = doc;
+                        w.gen = self.waiting_gen(store, provider, doc, now_ms);
+                    } else {
+                        w.gen = gen;
+                    }
                     self.waiters.push(w);
                 }
                 v => finals.push((w, v)),

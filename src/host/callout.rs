@@ -20,7 +20,7 @@ pub(crate) type Sent = (u32, usize, Doc);
 
 /// Sends the next callout for `idx` from the calling context: for a key
 /// set (`Doc::Jwks`) the metadata when due, else the JWKS; or its
-/// revocation list (`Doc::Revocations`).
+/// revocation list (`Doc::Revocations`), or a status list.
 pub(crate) fn dispatch(
     ctx: &dyn Context,
     engine: &mut Engine,
@@ -47,6 +47,7 @@ pub(crate) fn dispatch(
                 Doc::Jwks => Metric::FetchSent,
                 Doc::Discovery => Metric::DiscoverySent,
                 Doc::Revocations => Metric::RevocationFetchSent,
+                Doc::StatusList(_) => Metric::StatusListFetchSent,
             });
             Some((token, idx, c.doc))
         }

@@ -23,7 +23,6 @@ use crate::host::probe::settle_host;
 use crate::host::reply::send;
 use crate::host::store::HostStore;
 use crate::host::upstream::drop_header;
-use crate::keys::refresh::Doc;
 use crate::metrics::{Metric, Metrics};
 use crate::response::{self, json_reply, LocalReply};
 use crate::token::find::{self, Source};
@@ -196,6 +195,7 @@ impl Http {
         let Verdict::Wait {
             provider,
             dispatch: send_it,
+            doc,
         } = verdict
         else {
             return conclude(&e, m.as_ref(), &verdict, &found.source, grpc, false);
@@ -214,14 +214,15 @@ impl Http {
             rule,
             deadline_ms: now + timeout,
             gen: 0,
+            doc,
         };
-        if !e.add_waiter(pending) {
+        if !e.add_waiter(&HostStore, pending, now) {
             let v = Verdict::Deny(Refusal::Overloaded);
             return conclude(&e, m.as_ref(), &v, &no_source, grpc, false);
         }
         m.incr(Metric::Paused);
         if send_it {
-            match dispatch(self, &mut e, m.as_ref(), provider, Doc::Jwks) {
+            match dispatch(self, &mut e, m.as_ref(), provider, doc) {
                 Some(sent) => self.callouts.push(sent),
                 None if !e.shared_wake() => {
                     // No callout, so nothing would ever resume this request.
@@ -279,8 +280,8 @@ impl Context for Http {
         }
         let (finals, to_send) = e.review_waiters(&HostStore, m.as_ref(), now_ms());
         finish_waiters(&e, m.as_ref(), finals, self.id);
-        for idx in to_send {
-            if let Some(sent) = dispatch(self, &mut e, m.as_ref(), idx, Doc::Jwks) {
+        for (idx, doc) in to_send {
+            if let Some(sent) = dispatch(self, &mut e, m.as_ref(), idx, doc) {
                 self.callouts.push(sent);
             }
         }

@@ -56,8 +56,8 @@ impl Root {
         // is finished from its own callout (the root cannot resume it there).
         let (finals, to_send) = e.review_waiters(&HostStore, m.as_ref(), now_ms());
         finish_waiters(&e, m.as_ref(), finals, self.id);
-        for idx in to_send {
-            if let Some((token, idx, doc)) = dispatch(self, &mut e, m.as_ref(), idx, Doc::Jwks) {
+        for (idx, doc) in to_send {
+            if let Some((token, idx, doc)) = dispatch(self, &mut e, m.as_ref(), idx, doc) {
                 self.callouts.insert(token, (idx, doc));
             }
         }
@@ -153,7 +153,11 @@ impl RootContext for Root {
             let lists = e
                 .revocation_tick(&HostStore, self.metrics.as_ref(), now)
                 .into_iter();
-            let due: Vec<(usize, Doc)> = keys.chain(lists.map(|i| (i, Doc::Revocations))).collect();
+            let statuses = e.status_tick(&HostStore, now);
+            let due: Vec<(usize, Doc)> = keys
+                .chain(lists.map(|i| (i, Doc::Revocations)))
+                .chain(statuses)
+                .collect();
             for (idx, doc) in due {
                 let m = self.metrics.clone();
                 if let Some((token, idx, doc)) = dispatch(self, &mut e, m.as_ref(), idx, doc) {

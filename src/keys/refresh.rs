@@ -137,6 +137,9 @@ pub enum Doc {
     Jwks,
     /// A provider's revocation list (`revoke::pull`; the engine routes it).
     Revocations,
+    /// A status list, by its place in the worker's table
+    /// (`revoke::status_held`; the engine routes it).
+    StatusList(u32),
 }
 
 /// A callout to send: where, and its request headers.

@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use std::rc::Rc;
 
 use crate::revoke::entry::{Entry, Kind, Target};
+use crate::revoke::status::Reference;
 
 /// The claims a deny entry can match, borrowed from a verified token (or
 /// from the token cache, which keeps an owned copy: [`Subject`]).
@@ -21,6 +22,8 @@ pub struct SubjectRef<'a> {
     pub jti: Option<&'a str>,
     /// `iat`, whole seconds.
     pub iat: Option<u64>,
+    /// Its place in a status list (when its provider checks them).
+    pub status: Option<&'a Reference>,
 }
 
 /// A [`SubjectRef`] that owns its text, kept with a cached verdict.
@@ -32,6 +35,7 @@ pub struct Subject {
     pub sid: Option<Box<str>>,
     pub jti: Option<Box<str>>,
     pub iat: Option<u64>,
+    pub status: Option<Reference>,
 }
 
 impl Subject {
@@ -44,6 +48,7 @@ impl Subject {
             sid: own(s.sid),
             jti: own(s.jti),
             iat: s.iat,
+            status: s.status.cloned(),
         }
     }
 
@@ -55,6 +60,7 @@ impl Subject {
             sid: self.sid.as_deref(),
             jti: self.jti.as_deref(),
             iat: self.iat,
+            status: self.status.as_ref(),
         }
     }
 
@@ -63,7 +69,8 @@ impl Subject {
         [&self.iss, &self.sub, &self.client, &self.sid, &self.jti]
             .iter()
             .map(|t| t.as_ref().map_or(0, |s| s.len() + 16))
-            .sum()
+            .sum::<usize>()
+            + self.status.as_ref().map_or(0, |r| r.uri.len() + 32)
     }
 }
 
@@ -237,6 +244,7 @@ mod tests {
             sid: Some("s-1"),
             jti: Some("j-1"),
             iat: Some(NOW - 60),
+            status: None,
         }
     }
 

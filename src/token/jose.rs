@@ -88,6 +88,9 @@ pub struct Claims<'a> {
     pub client_id: Option<Text<'a>>,
     pub azp: Option<Text<'a>>,
     pub sid: Option<Text<'a>>,
+    /// `status` (draft-ietf-oauth-status-list) as raw JSON text, read only
+    /// when the provider checks status lists.
+    pub status: Option<&'a str>,
 }
 
 /// An optional string member: `null` is absent.
@@ -129,7 +132,7 @@ const HEADER_MEMBERS: [&str; 9] = [
 ];
 
 /// The registered claims read; a second one of any of them is refused.
-const CLAIM_MEMBERS: [&str; 10] = [
+const CLAIM_MEMBERS: [&str; 11] = [
     "iss",
     "sub",
     "aud",
@@ -140,6 +143,7 @@ const CLAIM_MEMBERS: [&str; 10] = [
     "client_id",
     "azp",
     "sid",
+    "status",
 ];
 
 /// A string member, or `None` for any other JSON value (skipped).
@@ -211,7 +215,8 @@ impl<'a> Claims<'a> {
                 Some(6) => c.jti = opt_text(r)?,
                 Some(7) => c.client_id = lenient_text(r)?,
                 Some(8) => c.azp = lenient_text(r)?,
-                Some(_) => c.sid = lenient_text(r)?,
+                Some(9) => c.sid = lenient_text(r)?,
+                Some(_) => c.status = Some(r.raw()?),
             }
             Ok(())
         })?;
