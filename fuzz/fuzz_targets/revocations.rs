@@ -20,6 +20,7 @@ fuzz_target!(|data: &[u8]| {
             sid: Some("x"),
             jti: Some("j"),
             iat: Some(1_799_999_000),
+            status: None,
         };
         let _ = ix.check(&s, 1_800_000_000);
     }

@@ -271,9 +271,27 @@ impl Context for Http {
             }
         }
         if !e.shared_wake() {
-            // Only this request can be resumed from here: decide it now.
-            if let Some(w) = e.take_waiter(self.id) {
-                let v = e.authenticate(&HostStore, m.as_ref(), now_ms(), &w.token, w.rule, false);
+            // Only this request can be resumed from here: decide it now,
+            // or, when what it waited for is in and it needs another
+            // document (its keys came, its status list did not), wait on
+            // for that one with a callout of its own, until its deadline.
+            if let Some(mut w) = e.take_waiter(self.id) {
+                let now = now_ms();
+                let mut v = e.authenticate(&HostStore, m.as_ref(), now, &w.token, w.rule, true);
+                if let Verdict::Wait { provider, doc, .. } = v {
+                    if doc != w.doc && now < w.deadline_ms {
+                        w.doc = doc;
+                        w.provider = provider;
+                        if e.add_waiter(&HostStore, w.clone(), now) {
+                            if let Some(sent) = dispatch(self, &mut e, m.as_ref(), provider, doc) {
+                                self.callouts.push(sent);
+                                return;
+                            }
+                            e.remove_waiter(self.id);
+                        }
+                    }
+                    v = e.authenticate(&HostStore, m.as_ref(), now, &w.token, w.rule, false);
+                }
                 conclude(&e, m.as_ref(), &v, &w.source, w.grpc, true);
             }
             return;

@@ -554,3 +554,85 @@ def test_revocation_pull_and_its_outage(host, jwks_server, mode):
                     timeout=8)
     assert env.request("main", "GET", "/api", bearer(bad)).status == 401
     assert not env.trap_lines()
+
+
+# ---------------------------------------------------------------- status lists
+STATUS_PATH = "/statuslists/1"
+
+
+def _status_setup(host, jwks_server, **fields):
+    key, list_key = jose.rsa_key(kid="tokens"), jose.ec_key(kid="lists")
+    jwks = jwks_server(jose.jwks(key, list_key))
+    lists = jwks_server(None, path=STATUS_PATH)
+    uri = lists.url_for(STATUS_PATH)
+
+    def publish(revoked=(), ttl=2):
+        body = jose.status_list_token(list_key, uri, revoked, ttl=ttl)
+        lists.set_raw(body.encode("ascii"), "application/statuslist+jwt")
+
+    def token(idx):
+        return jose.sign(key, "RS256", jose.claims(
+            iss=ISS, sub="user-%d" % idx, status={"status_list": {"idx": idx, "uri": uri}}))
+
+    publish()
+    env = host({"main": cfg(jwks, issuers=[ISS], admin_token=ADMIN_TOKEN, status_list=True,
+                            allowed_algorithms=["RS256", "ES256"], **fields)}, concurrency=2)
+    return env, lists, publish, token
+
+
+def test_a_status_list_bit_flip_turns_200_into_401_on_every_worker(host, jwks_server):
+    env, lists, publish, token = _status_setup(host, jwks_server)
+    t5 = token(5)
+    for _ in range(12):
+        assert env.request("main", "GET", "/api", bearer(t5)).status == 200
+    publish(revoked=[5])
+    flipped = time.time()
+    assert wait_for(lambda: env.request("main", "GET", "/api", bearer(t5)).status == 401,
+                    timeout=6)
+    assert time.time() - flipped <= 2 + 1.5, "within the list's ttl"
+    for _ in range(12):
+        assert_invalid_token(env.request("main", "GET", "/api", bearer(t5)), t5, "revoked")
+        assert env.request("main", "GET", "/api", bearer(token(6))).status == 200
+    fetches, elapsed = lists.count, time.time() - lists.requests[0].at
+    assert fetches <= elapsed / 2 + 3, (fetches, elapsed)
+    past = token(64)
+    assert_invalid_token(env.request("main", "GET", "/api", bearer(past)), past,
+                         "status reference")
+    assert not env.trap_lines()
+
+
+def test_a_cold_status_list_costs_at_most_one_fetch_per_waiting_request(host, jwks_server):
+    """ngx_wasm_module resumes a paused request only from its own callout:
+    concurrent requests that find no list each fetch it (the JWKS cold start
+    does the same); later requests use the shared copy."""
+    env, lists, publish, token = _status_setup(host, jwks_server)
+    publish(ttl=60)
+    lists.delay = 0.3
+    out = []
+
+    def send(i):
+        out.append(env.request("main", "GET", "/api", bearer(token(i))).status)
+
+    threads = [threading.Thread(target=send, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert out == [200] * 8, out
+    cold = lists.count
+    assert 1 <= cold <= 8, cold
+    for i in range(12):
+        assert env.request("main", "GET", "/api", bearer(token(i))).status == 200
+    assert lists.count == cold, "warm: no more fetches within the ttl"
+    assert not env.trap_lines()
+
+
+def test_a_status_list_server_down_from_the_start_fails_closed(host, jwks_server):
+    env, lists, publish, token = _status_setup(host, jwks_server, revocation_fail="closed")
+    lists.down()
+    r = env.request("main", "GET", "/api", bearer(token(1)))
+    assert r.status == 503 and r.header("retry-after"), r
+    lists.up()
+    assert wait_for(lambda: env.request("main", "GET", "/api", bearer(token(1))).status == 200,
+                    timeout=8)
+    assert not env.trap_lines()

@@ -14,6 +14,7 @@ import hmac
 import json
 import secrets
 import time
+import zlib
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
@@ -318,3 +319,16 @@ def jwks(*entries):
     for e in entries:
         out.append(e.jwk(alg=e.default_alg()) if isinstance(e, Key) else e)
     return {"keys": out}
+
+
+def status_list_token(key, uri, revoked=(), size=64, ttl=2, signing_key=None,
+                      typ="statuslist+jwt"):
+    """A 1-bit Token Status List (draft-ietf-oauth-status-list) of `size`
+    entries for `uri`, the indexes in `revoked` set to 1, signed ES256."""
+    bits = bytearray((size + 7) // 8)
+    for i in revoked:
+        bits[i // 8] |= 1 << (i % 8)
+    now = int(time.time())
+    payload = {"sub": uri, "iat": now, "exp": now + 3600, "ttl": ttl,
+               "status_list": {"bits": 1, "lst": b64u(zlib.compress(bytes(bits)))}}
+    return sign(key, "ES256", payload=payload, header={"typ": typ}, signing_key=signing_key)
