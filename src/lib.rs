@@ -15,7 +15,10 @@
 //! - `keys`: JWKS parsing, the shared key-set layout, the refresh state
 //!   machine (leases, schedule, retries, unknown `kid`).
 //! - `revoke`: deny entries, their index, the pulled lists and the admin
-//!   push (kept in shared data with the layout of `keys`).
+//!   push (kept in shared data with the layout of `keys`); Token Status
+//!   Lists.
+//! - `introspect`: opaque tokens: the introspection (or token exchange)
+//!   call, its answers, the shared result cache.
 //! - `metrics`, `response`, `admin`: counters, local replies (RFC 6750),
 //!   the admin routes.
 //! - `engine`: one VM's state and decisions: it runs a token through the
@@ -59,6 +62,7 @@ pub mod config;
 pub mod crypto;
 pub mod engine;
 pub mod host;
+pub mod introspect;
 pub mod keys;
 pub mod metrics;
 pub mod response;

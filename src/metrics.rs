@@ -42,6 +42,20 @@ pub enum Metric {
     StatusListFetchSuccess,
     /// A status list that could not be fetched or was not accepted.
     StatusListFetchFailure,
+    /// An introspection (or token exchange) call sent.
+    IntrospectionCalls,
+    /// An opaque token answered from the shared introspection cache.
+    IntrospectionHit,
+    /// An inactive token answered from the shared introspection cache.
+    IntrospectionNegativeHit,
+    /// A request that waited for another request's call for its token.
+    IntrospectionCoalesced,
+    /// A call that failed, by kind: unreachable or 429/503; another status;
+    /// a malformed answer; a phantom JWT that did not verify.
+    IntrospectionErrorUnavailable,
+    IntrospectionErrorStatus,
+    IntrospectionErrorMalformed,
+    IntrospectionErrorPhantom,
 }
 
 const FIXED: &[&str] = &[
@@ -64,6 +78,14 @@ const FIXED: &[&str] = &[
     "jwt_jwks_status_list_fetches",
     "jwt_jwks_status_list_fetch_success",
     "jwt_jwks_status_list_fetch_failure",
+    "jwt_jwks_introspection_calls",
+    "jwt_jwks_introspection_hits",
+    "jwt_jwks_introspection_negative_hits",
+    "jwt_jwks_introspection_coalesced",
+    "jwt_jwks_introspection_errors_unavailable",
+    "jwt_jwks_introspection_errors_status",
+    "jwt_jwks_introspection_errors_malformed",
+    "jwt_jwks_introspection_errors_phantom",
 ];
 
 impl Metric {
@@ -89,6 +111,14 @@ impl Metric {
             Metric::StatusListFetchSent => 16,
             Metric::StatusListFetchSuccess => 17,
             Metric::StatusListFetchFailure => 18,
+            Metric::IntrospectionCalls => 19,
+            Metric::IntrospectionHit => 20,
+            Metric::IntrospectionNegativeHit => 21,
+            Metric::IntrospectionCoalesced => 22,
+            Metric::IntrospectionErrorUnavailable => 23,
+            Metric::IntrospectionErrorStatus => 24,
+            Metric::IntrospectionErrorMalformed => 25,
+            Metric::IntrospectionErrorPhantom => 26,
             Metric::Denied(reason) => {
                 FIXED.len()
                     + Refusal::METRICS

@@ -63,6 +63,7 @@ pub fn refusal(r: &Refusal, realm: &str, grpc: bool) -> LocalReply {
             GRPC_UNAUTHENTICATED,
         ),
         Class::Unavailable => (503, "temporarily_unavailable", None, GRPC_UNAVAILABLE),
+        Class::BadGateway => (502, "bad_gateway", None, GRPC_UNAVAILABLE),
         Class::Forbidden => {
             let scope = match r {
                 Refusal::InsufficientScope(m) => m.scope_attribute(),

@@ -1599,3 +1599,142 @@ fn an_unreachable_status_list_follows_revocation_fail() {
         }
     }
 }
+
+fn intro_config(extra: &str) -> Config {
+    config(&format!(
+        r#","issuers":["https://idp"],"introspection":{{"endpoint":"http://idp:8080/introspect","client_id":"gw","client_secret":"pw"{extra}}}"#
+    ))
+}
+
+fn introspection_id(v: &Verdict) -> u32 {
+    match v {
+        Verdict::Wait {
+            doc: Doc::Introspection(id),
+            ..
+        } => *id,
+        other => panic!("not waiting for an introspection: {other:?}"),
+    }
+}
+
+#[test]
+fn an_opaque_token_is_introspected_once_for_every_worker_and_cached() {
+    let s = MemoryStore::default();
+    let (mut w1, mut w2) = (
+        Worker::new(intro_config(""), "w1"),
+        Worker::new(intro_config(""), "w2"),
+    );
+    let now = now_ms();
+    w1.e.prepare(&s).unwrap();
+    let first = w1.auth(&s, now, "opaque-token-1");
+    let id = introspection_id(&first);
+    assert!(matches!(first, Verdict::Wait { dispatch: true, .. }));
+    let other = w2.auth(&s, now, "opaque-token-1");
+    assert!(
+        matches!(
+            other,
+            Verdict::Wait {
+                dispatch: false,
+                ..
+            }
+        ),
+        "{other:?}: one call"
+    );
+    let mut p = pending(3, "opaque-token-1", now + 5000);
+    p.doc = Doc::Introspection(u32::MAX);
+    assert!(w2.e.add_waiter(&s, p, now));
+    let c = w1.e.callout(&s, 0, Doc::Introspection(id), now).unwrap();
+    assert_eq!(c.upstream, "idp:8080");
+    assert_eq!(
+        String::from_utf8(c.body.unwrap()).unwrap(),
+        "token=opaque-token-1&token_type_hint=access_token"
+    );
+    assert!(c
+        .headers
+        .contains(&("authorization".into(), "Basic Z3c6cHc=".into())));
+    let exp = now / 1000 + 60;
+    let body = format!(
+        r#"{{"active":true,"sub":"alice","iss":"https://idp","scope":"read","exp":{exp}}}"#
+    );
+    w1.e.fetch_done(&s, &w1.m, now + 5, 0, Doc::Introspection(id), &ok(&body));
+    let (finals, _) = w2.e.review_waiters(&s, &w2.m, now + 10);
+    assert_eq!(finals.len(), 1);
+    let g = grant(finals[0].1.clone());
+    assert!(g.strip_token, "the opaque token never goes upstream");
+    // Hits without calls, on both workers, until the lifetime ends.
+    for w in [&mut w1, &mut w2] {
+        assert!(w.auth(&s, now + 20, "opaque-token-1").is_allow());
+    }
+    assert!(matches!(
+        w1.auth(&s, exp * 1000 + 1, "opaque-token-1"),
+        Verdict::Wait { dispatch: true, .. } | Verdict::Deny(Refusal::Expired)
+    ));
+    // Inactive: 401, then a negative hit without a call.
+    let v = w1.auth(&s, now, "opaque-junk");
+    let id = introspection_id(&v);
+    w1.e.fetch_done(
+        &s,
+        &w1.m,
+        now,
+        0,
+        Doc::Introspection(id),
+        &ok(r#"{"active":false}"#),
+    );
+    assert_eq!(
+        w2.auth(&s, now + 1, "opaque-junk"),
+        Verdict::Deny(Refusal::Inactive)
+    );
+    assert_eq!(w2.m.get(Metric::IntrospectionNegativeHit), 1);
+    // An admin clear: every result is gone.
+    w1.e.clear_all(&s).unwrap();
+    assert!(matches!(
+        w2.auth(&s, now + 30, "opaque-token-1"),
+        Verdict::Wait { dispatch: true, .. }
+    ));
+}
+
+#[test]
+fn a_phantom_jwt_is_verified_and_forwarded_and_failures_are_503_or_502() {
+    let s = MemoryStore::default();
+    let mut w = Worker::new(intro_config(r#","response":"jwt""#), "w1");
+    let now = now_ms();
+    // The keys come first: the phantom JWT is verified with them.
+    assert!(matches!(
+        w.auth(&s, now, "opaque-2"),
+        Verdict::Wait { doc: Doc::Jwks, .. }
+    ));
+    let jwks = all_jwks().to_string();
+    w.e.fetch_done(&s, &w.m, now, 0, Doc::Jwks, &ok(&jwks))
+        .unwrap();
+    let id = introspection_id(&w.auth(&s, now, "opaque-2"));
+    let phantom = token("RS256", Some("rsa"));
+    w.e.fetch_done(&s, &w.m, now, 0, Doc::Introspection(id), &ok(&phantom));
+    let g = grant(w.auth(&s, now + 1, "opaque-2"));
+    assert!(g
+        .headers
+        .contains(&("authorization".into(), format!("Bearer {phantom}"))));
+    // A tampered phantom JWT: 502.
+    let id = introspection_id(&w.auth(&s, now, "opaque-3"));
+    let mut bad = phantom.clone();
+    bad.pop();
+    bad.push(if phantom.ends_with('A') { 'B' } else { 'A' });
+    w.e.fetch_done(&s, &w.m, now, 0, Doc::Introspection(id), &ok(&bad));
+    assert_eq!(
+        w.auth(&s, now + 1, "opaque-3"),
+        Verdict::Deny(Refusal::IntrospectionFailed("phantom"))
+    );
+    // The server down: 503, and no call for any token during the back-off.
+    let id = introspection_id(&w.auth(&s, now, "opaque-4"));
+    let down = Answer {
+        dispatch_status: Some("timeout".into()),
+        ..Answer::default()
+    };
+    w.e.fetch_done(&s, &w.m, now, 0, Doc::Introspection(id), &down);
+    assert_eq!(
+        w.auth(&s, now + 10, "opaque-5"),
+        Verdict::Deny(Refusal::IntrospectionUnavailable)
+    );
+    // ...and a token cached before still passes.
+    assert!(w.auth(&s, now + 10, "opaque-2").is_allow());
+    assert_eq!(w.m.get(Metric::IntrospectionErrorUnavailable), 1);
+    assert_eq!(w.m.get(Metric::IntrospectionErrorPhantom), 1);
+}

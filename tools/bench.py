@@ -26,6 +26,9 @@ What it starts, all on 127.0.0.1, and stops (by process group) when it ends:
         wasm_host_rev, wasm_cache_rev   wasm_host and wasm_cache with 100,000 deny
                       entries pulled from a revocation list (issue 17); their ratio
                       column is to the same scenario without them
+        wasm_cache_status  wasm_cache with status_list on: the repeated token names a
+                      Token Status List (issue 17), checked on every cache hit; its
+                      ratio column is to wasm_cache (the same token, lists off)
         wasm_alt      only with --alt WASM: that module, wasm_host's configuration, a VM
                       of its own (make bench-floor: the floor variant, tools/floor.patch)
     Like native jwt_authn by default, the filter scenarios forward nothing but the
@@ -104,6 +107,7 @@ SCENARIOS = {
     "wasm_cache_default": ("repeated", ("RS256", "ES256"), True),
     "wasm_host_rev": ("unique", ("RS256", "ES256"), True),
     "wasm_cache_rev": ("repeated", ("RS256", "ES256"), True),
+    "wasm_cache_status": ("repeated", ("RS256", "ES256"), True),
 }
 # revocation rows: the same scenario with REVOKED_ENTRIES deny entries loaded
 # from a pulled list (issue 17); compared with the scenario without
@@ -111,9 +115,15 @@ REV_OF = {"wasm_host_rev": "wasm_host", "wasm_cache_rev": "wasm_cache"}
 REVOKED_ENTRIES = 100_000
 REVOKED_JTI = "bench-revoked"
 LIST_PATH = "/revoked.json"
+# the status-list row: the repeated tokens name index STATUS_IDX of the list at
+# STATUS_PATH (served by the revocation list server); compared with the scenario
+# without status lists, which gets the same token
+STATUS_OF = {"wasm_cache_status": "wasm_cache"}
+STATUS_PATH = "/statuslists/1"
+STATUS_IDX, STATUS_REVOKED_IDX = 3, 5
 ORDER = ["none", "wasm_floor", "wasm_noop", "native", "native_cache", "wasm_host", "wasm_host_rev",
          "wasm_alt", "wasm_host_id", "wasm_pure", "wasm_cache", "wasm_cache_default",
-         "wasm_cache_rev"]
+         "wasm_cache_rev", "wasm_cache_status"]
 # the scenarios whose ratio is to native jwt_authn of the same algorithm (unique tokens)
 VS_NATIVE = ("wasm_host", "wasm_host_id", "wasm_pure", "wasm_alt")
 # (scenario, alg) pairs that may be missing without it being a failure
@@ -452,6 +462,9 @@ def scenario_filters(ctx, name, srv, dropped):
         return wasm(wasm_base(srv, host_crypto="off", token_cache_size=0))
     if name == "wasm_cache":
         return wasm(wasm_base(srv))
+    if name in STATUS_OF:
+        lists = ctx.revocation_list()
+        return wasm(wasm_base(srv, status_list=True, status_list_upstream=lists.cluster_name))
     if name in REV_OF:
         lists = ctx.revocation_list()
         rev = {"revocation_uri": lists.url_for(LIST_PATH), "revocation_upstream": lists.cluster_name,
@@ -627,7 +640,8 @@ def start_main_envoy(ctx, srv, scenarios):
                                      "(Envoy would not start with it)")
                 continue
             listeners.append((name, filters))
-        servers = [srv] + ([ctx.revocation_list()] if any(n in REV_OF for n in scenarios) else [])
+        lists = any(n in REV_OF or n in STATUS_OF for n in scenarios)
+        servers = [srv] + ([ctx.revocation_list()] if lists else [])
         env = make_envoy(ctx, "bench-envoy-%d" % len(ctx.envoys), listeners, servers,
                          cpu=ctx.envoy_cpu)
         try:
@@ -685,6 +699,22 @@ def wait_keys(env, name, key, alg, timeout=15.0):
     return False
 
 
+def status_ref(ctx, idx):
+    """The `status` claim of a token at `idx` of the benchmark's status list."""
+    return {"status_list": {"idx": idx, "uri": ctx.revocation_list().url_for(STATUS_PATH)}}
+
+
+def wait_status(env, name, key, ctx, timeout=30.0):
+    """Until a token at the list's revoked index is refused: the list is in."""
+    deadline = time.monotonic() + timeout
+    tok = valid_token(key, "RS256", status=status_ref(ctx, STATUS_REVOKED_IDX))
+    while time.monotonic() < deadline:
+        if http_get(env.ports[name], "/", bearer(tok))[0] == 401:
+            return True
+        time.sleep(0.2)
+    return False
+
+
 def wait_revoked(env, name, key, timeout=60.0):
     """Until the token with REVOKED_JTI is refused: the whole list is loaded."""
     deadline = time.monotonic() + timeout
@@ -708,6 +738,7 @@ CHECK_STATS = {
     "wasm_cache_default": ("cache hit", "jwt_jwks_token_cache_hit"),
     "wasm_host_rev": ("host verify", "jwt_jwks_host_verifications"),
     "wasm_cache_rev": ("cache hit", "jwt_jwks_token_cache_hit"),
+    "wasm_cache_status": ("cache hit", "jwt_jwks_token_cache_hit"),
 }
 
 
@@ -783,8 +814,16 @@ def run_benchmark(ctx, report):
                 raise BenchError("token pool for %s has duplicates" % alg)
             pools[(alg, "unique")] = write_lines(
                 os.path.join(ctx.workdir, "unique-%s.txt" % alg), toks)
+    # The repeated tokens name the status list (its server starts after the
+    # pools are minted: no server thread while the pool forks); only the
+    # status-list row checks it, and every repeated row gets the same token.
+    status = status_ref(ctx, STATUS_IDX)
+    ctx.revocation_list().documents[STATUS_PATH] = jose.status_list_token(
+        keys["ES256"], status["status_list"]["uri"], revoked=[STATUS_REVOKED_IDX],
+        size=1 << 16, ttl=3600)
+    for alg in ALGS:
         one = jose.sign(keys[alg], alg, jose.claims(iss=ISS, aud=AUD, exp_in=3 * 3600,
-                                                     jti="repeated-" + alg))
+                                                     jti="repeated-" + alg, status=status))
         pools[(alg, "repeated")] = write_lines(
             os.path.join(ctx.workdir, "repeated-%s.txt" % alg), [one])
     log("minted %d unique tokens for each of %s in %.1f s"
@@ -806,6 +845,8 @@ def run_benchmark(ctx, report):
             unavailable[s] = "a valid RS256 token is never accepted (JWKS not loaded?)"
         elif s in REV_OF and not wait_revoked(env, s, keys["RS256"]):
             unavailable[s] = "the %d-entry revocation list never loaded" % REVOKED_ENTRIES
+        elif s in STATUS_OF and not wait_status(env, s, keys["RS256"], ctx):
+            unavailable[s] = "the status list never loaded"
     specs = []
     for s in scenarios:
         mode, algs, checks = SCENARIOS[s]
@@ -871,6 +912,8 @@ def summarize(specs, rounds):
             ref = by_key.get(("native_cache", sp.alg, "repeated"))
         elif sp.scenario in REV_OF:
             ref = by_key.get((REV_OF[sp.scenario], sp.alg, sp.mode))
+        elif sp.scenario in STATUS_OF:
+            ref = by_key.get((STATUS_OF[sp.scenario], sp.alg, sp.mode))
         else:
             ref = None
         for r in range(rounds):
@@ -1170,6 +1213,14 @@ def print_report(ctx, report, rows, out=sys.stdout):
                 targets.append(("%s %s: %d deny entries, added us - %s's"
                                 % (rev, alg, REVOKED_ENTRIES, base_name),
                                 "<= 2", "%.1f" % delta, delta <= 2))
+    for scenario, base_name in STATUS_OF.items():
+        for alg in ("RS256", "ES256"):
+            r, b = by.get((scenario, alg)), by.get((base_name, alg))
+            if r and b and r["added_us"] is not None and b["added_us"] is not None:
+                delta = r["added_us"] - b["added_us"]
+                targets.append(("%s %s: a status list, added us - %s's"
+                                % (scenario, alg, base_name), "(reported)", "%.1f" % delta,
+                                True))
     for alg, lim in (("RS256", 400), ("ES256", 400), ("EdDSA", 150)):
         r = by.get(("wasm_pure", alg))
         if r and r["added_us"] is not None:

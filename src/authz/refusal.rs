@@ -47,6 +47,16 @@ pub enum Refusal {
     /// The token's `status.status_list` is malformed, names a list that
     /// is not an http(s) URL, or an index past the end of its list.
     StatusReference,
+    /// The introspection endpoint says the token is not active (or does
+    /// not know it).
+    Inactive,
+    /// The introspection endpoint could not be reached in time, refused
+    /// the connection, or answered 429/503.
+    IntrospectionUnavailable,
+    /// The introspection endpoint answered in a way the filter cannot use:
+    /// 401/403/404 or another 5xx, a malformed answer, a phantom JWT that
+    /// does not verify or is too large to forward. The kind, for metrics.
+    IntrospectionFailed(&'static str),
 }
 
 /// How a refusal is answered.
@@ -62,6 +72,8 @@ pub enum Class {
     Unavailable,
     /// 403 `insufficient_scope`.
     Forbidden,
+    /// 502: the identity provider answered, but not usefully.
+    BadGateway,
 }
 
 impl Refusal {
@@ -69,9 +81,11 @@ impl Refusal {
         match self {
             Refusal::MissingToken => Class::NoCredentials,
             Refusal::TokenTooLarge | Refusal::DuplicateHeader => Class::InvalidRequest,
-            Refusal::KeysUnavailable | Refusal::Overloaded | Refusal::RevocationUnavailable => {
-                Class::Unavailable
-            }
+            Refusal::KeysUnavailable
+            | Refusal::Overloaded
+            | Refusal::RevocationUnavailable
+            | Refusal::IntrospectionUnavailable => Class::Unavailable,
+            Refusal::IntrospectionFailed(_) => Class::BadGateway,
             Refusal::InsufficientScope(_) => Class::Forbidden,
             _ => Class::InvalidToken,
         }
@@ -111,6 +125,9 @@ impl Refusal {
             Refusal::Revoked(_) => "token revoked",
             Refusal::RevocationUnavailable => "the revocation list is not available",
             Refusal::StatusReference => "token status reference is invalid",
+            Refusal::Inactive => "token is not active",
+            Refusal::IntrospectionUnavailable => "the token introspection service is not available",
+            Refusal::IntrospectionFailed(_) => "the token introspection service failed",
         }
     }
 
@@ -142,6 +159,11 @@ impl Refusal {
             Refusal::Revoked(_) => "revoked_not_before",
             Refusal::RevocationUnavailable => "revocation_unavailable",
             Refusal::StatusReference => "status_invalid",
+            Refusal::Inactive => "inactive",
+            Refusal::IntrospectionUnavailable => "introspection_unavailable",
+            Refusal::IntrospectionFailed("status") => "introspection_status",
+            Refusal::IntrospectionFailed("phantom") => "introspection_phantom",
+            Refusal::IntrospectionFailed(_) => "introspection_malformed",
         }
     }
 
@@ -171,6 +193,11 @@ impl Refusal {
         "revoked_status",
         "revocation_unavailable",
         "status_invalid",
+        "inactive",
+        "introspection_unavailable",
+        "introspection_status",
+        "introspection_phantom",
+        "introspection_malformed",
     ];
 }
 
@@ -220,6 +247,11 @@ mod tests {
             Refusal::Revoked("status"),
             Refusal::RevocationUnavailable,
             Refusal::StatusReference,
+            Refusal::Inactive,
+            Refusal::IntrospectionUnavailable,
+            Refusal::IntrospectionFailed("status"),
+            Refusal::IntrospectionFailed("phantom"),
+            Refusal::IntrospectionFailed("malformed"),
         ];
         for r in all {
             assert!(Refusal::METRICS.contains(&r.metric()), "{r:?}");

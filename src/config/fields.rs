@@ -40,6 +40,19 @@ impl<'a> Fields<'a> {
         Ok(Fields { map, prefix })
     }
 
+    /// The object in field `name` (None when not set), its own fields
+    /// limited to `known`.
+    pub(crate) fn nested(
+        &self,
+        name: &str,
+        known: &[&str],
+    ) -> Result<Option<Fields<'a>>, ConfigError> {
+        match self.raw(name) {
+            None => Ok(None),
+            Some(v) => Fields::object(v, format!("{}{name}.", self.prefix), known).map(Some),
+        }
+    }
+
     pub(crate) fn err(&self, name: &str, message: impl Into<String>) -> ConfigError {
         ConfigError::new(&format!("{}{name}", self.prefix), message)
     }

@@ -16,6 +16,7 @@ pub mod endpoint;
 pub mod error;
 pub mod fields;
 pub mod forward;
+pub mod introspection;
 pub mod provider;
 pub mod revocation;
 pub mod rules;
@@ -33,6 +34,7 @@ use rules::{ClaimPaths, Requirements, Rule};
 pub use admin::AdminConfig;
 pub use endpoint::{parse_endpoint, Endpoint};
 pub use error::ConfigError;
+pub use introspection::IntrospectionSettings;
 pub use provider::{media_type, ClaimsPolicy, Provider};
 pub use revocation::RevocationSource;
 pub use status_list::StatusListSettings;
@@ -170,6 +172,7 @@ pub const FIELDS: &[&str] = &[
     "status_list_ttl",
     "max_status_list_size",
     "max_status_lists",
+    "introspection",
 ];
 
 impl Config {
@@ -179,6 +182,11 @@ impl Config {
             .iter()
             .map(|(_, h)| h.as_str())
             .chain(self.payload_header.as_deref())
+            .chain(
+                self.providers
+                    .iter()
+                    .filter_map(|p| p.introspection.as_ref()?.phantom_header.as_deref()),
+            )
     }
 
     /// Settings that load but deserve the operator's attention.

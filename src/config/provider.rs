@@ -11,6 +11,7 @@ use serde_json::Value;
 use crate::config::endpoint::{parse_endpoint, Endpoint};
 use crate::config::error::ConfigError;
 use crate::config::fields::{describe, Fields};
+use crate::config::introspection::{parse_introspection, IntrospectionSettings};
 use crate::config::revocation::{parse_revocation, RevocationSource};
 use crate::config::status_list::{parse_status_list, StatusListSettings};
 use crate::crypto::alg::AlgSet;
@@ -66,6 +67,8 @@ pub struct Provider {
     pub revocation: Option<RevocationSource>,
     /// Token Status List checks, if on.
     pub status_list: Option<StatusListSettings>,
+    /// Opaque tokens checked at the authorization server, if on.
+    pub introspection: Option<IntrospectionSettings>,
 }
 
 impl Provider {
@@ -128,6 +131,7 @@ pub const PROVIDER_FIELDS: &[&str] = &[
     "status_list_ttl",
     "max_status_list_size",
     "max_status_lists",
+    "introspection",
 ];
 
 const CLAIM_NAMES: &[&str] = &["exp", "nbf", "iat", "iss", "aud", "sub"];
@@ -256,6 +260,7 @@ fn parse_provider(f: &Fields, allowed: AlgSet, name: String) -> Result<Provider,
         Some(ahead) => ahead,
     };
     let timeout_ms = f.count_in("timeout", 5000, 1, 600_000)?;
+    let introspection = parse_introspection(f, timeout_ms, discovery.is_some())?;
     let retry_count = f.count_in("retry_count", 3, 0, 20)? as u32;
     let retry_delay_ms = f.count_in("retry_delay", 1000, 0, 600_000)?;
     let min_refresh_interval_s = f.count_in("min_refresh_interval", 30, 0, 24 * 3600)?;
@@ -346,5 +351,6 @@ fn parse_provider(f: &Fields, allowed: AlgSet, name: String) -> Result<Provider,
         require_jwk_alg,
         revocation: parse_revocation(f)?,
         status_list: parse_status_list(f)?,
+        introspection,
     })
 }

@@ -100,6 +100,7 @@ impl Engine {
             "keys_count": total,
             "providers": providers,
             "revocations": self.revocation_info(store, now_ms),
+            "introspection": self.introspection_info(store, now_ms),
         })
     }
 
@@ -112,8 +113,15 @@ impl Engine {
             }
             self.sync(store, idx)?;
         }
-        log::info!("jwt_jwks: admin: cleared the JWKS cache ({removed} keys)");
-        Ok(json!({ "cleared": "all", "keys_removed": removed }))
+        let introspection = self.clear_introspection(store)?;
+        log::info!(
+            "jwt_jwks: admin: cleared the JWKS cache ({removed} keys) and {introspection} introspection caches"
+        );
+        Ok(json!({
+            "cleared": "all",
+            "keys_removed": removed,
+            "introspection_caches_cleared": introspection,
+        }))
     }
 
     /// `POST .../cache/clear/{kid}`; `None` when no provider has the kid.

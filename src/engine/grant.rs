@@ -57,6 +57,10 @@ impl Engine {
             };
             serde_json::to_string(&id).unwrap_or_default()
         });
-        Ok(Grant { headers, identity })
+        Ok(Grant {
+            headers,
+            identity,
+            strip_token: false,
+        })
     }
 }

@@ -124,7 +124,7 @@ impl Engine {
         for names in self.providers.iter().filter_map(|r| r.names.as_ref()) {
             layout::ensure_state(store, names)?;
         }
-        Ok(())
+        self.prepare_introspection(store)
     }
 
     /// The periodic check: providers whose scheduled refresh this VM must
@@ -161,6 +161,7 @@ impl Engine {
         match doc {
             Doc::Revocations => return self.revocation_callout(store, idx),
             Doc::StatusList(slot) => return self.status_callout(store, slot),
+            Doc::Introspection(id) => return self.introspection_callout(store, id),
             Doc::Jwks | Doc::Discovery => {}
         }
         let (p, names) = self.fetching(idx)?;
@@ -171,6 +172,7 @@ impl Engine {
             upstream: r.upstream,
             headers: r.headers,
             timeout_ms: p.timeout_ms,
+            body: None,
         })
     }
 
@@ -179,6 +181,7 @@ impl Engine {
         match doc {
             Doc::Revocations => return self.revocation_body_allowed(size),
             Doc::StatusList(slot) => return self.status_body_allowed(slot, size),
+            Doc::Introspection(_) => return self.introspection_body_allowed(size),
             Doc::Jwks | Doc::Discovery => {}
         }
         self.cfg
@@ -207,12 +210,16 @@ impl Engine {
                 self.status_done(store, metrics, now_ms, slot, answer);
                 return None;
             }
+            Doc::Introspection(id) => {
+                self.introspection_done(store, metrics, now_ms, id, answer);
+                return None;
+            }
             Doc::Jwks | Doc::Discovery => {}
         }
         let allowed = self.cfg.allowed_algorithms;
         let (p, names) = self.fetching(idx)?;
         let stored = match doc {
-            Doc::Revocations | Doc::StatusList(_) => return None,
+            Doc::Revocations | Doc::StatusList(_) | Doc::Introspection(_) => return None,
             Doc::Jwks => {
                 let result = refresh::evaluate(answer, p, allowed);
                 refresh::complete(store, names, p, &self.owner, now_ms, answer, result)
@@ -278,6 +285,9 @@ impl Engine {
             Doc::Revocations => return self.revocation_done(store, metrics, now_ms, idx, &failed),
             Doc::StatusList(slot) => {
                 return self.status_done(store, metrics, now_ms, slot, &failed)
+            }
+            Doc::Introspection(id) => {
+                return self.introspection_done(store, metrics, now_ms, id, &failed)
             }
             Doc::Jwks | Doc::Discovery => {}
         }

@@ -14,6 +14,7 @@
 
 mod cache_admin;
 mod grant;
+mod introspection;
 mod keysets;
 mod revocations;
 mod signature;
@@ -72,6 +73,15 @@ pub struct Engine {
     revocations: Revocations,
     /// The status lists this VM's tokens named.
     status: StatusLists,
+    /// Per provider: its introspection cache, when it has an
+    /// `introspection` block.
+    introspectors: Vec<Option<introspection::Introspector>>,
+    /// Introspection calls this VM sent and awaits.
+    calls: Vec<introspection::Call>,
+    next_call: u32,
+    /// Introspection results not kept in shared data, for this VM's
+    /// paused requests (see `take_handoff`).
+    handoff: Vec<crate::introspect::cache::Entry>,
 }
 
 /// What a fresh verification tells the token cache.
@@ -82,6 +92,8 @@ struct Fresh {
     /// What deny entries can match, kept for cache hits (only when
     /// revocation is on).
     subject: Option<Rc<Subject>>,
+    /// The introspection cache's epoch the verdict rests on, if any.
+    epoch: Option<u64>,
 }
 
 impl Engine {
@@ -101,7 +113,20 @@ impl Engine {
                 keys: KeySet::default(),
             })
             .collect();
+        let introspectors = cfg
+            .providers
+            .iter()
+            .map(|p| {
+                let s = p.introspection.as_ref()?;
+                let tag = crate::keys::layout::introspection_tag(p, s, cfg.allowed_algorithms);
+                Some(introspection::Introspector::new(&tag, s))
+            })
+            .collect();
         Engine {
+            introspectors,
+            calls: Vec::new(),
+            next_call: 0,
+            handoff: Vec::new(),
             tokens: TokenCache::new(cfg.token_cache_size, cfg.token_cache_max_bytes),
             host_crypto: None,
             scratch: jose::Scratch::default(),
@@ -204,6 +229,7 @@ impl Engine {
                             valid_until_ms,
                             grant: grant.clone(),
                             subject: f.subject,
+                            epoch: f.epoch,
                         };
                         self.tokens.insert(token, entry);
                     }
@@ -222,9 +248,13 @@ impl Engine {
         now_ms: u64,
     ) -> Option<(Grant, usize, Option<Rc<Subject>>)> {
         let provider = self.tokens.provider_of(token)?;
-        // The key set may have changed in another worker: read its generation.
+        // The key set may have changed in another worker: read its
+        // generation (and the introspection cache's epoch, if any).
         let gen = self.sync(store, provider).ok()?;
-        let (grant, subject) = self.tokens.get_with_subject(token, rule, now_ms, |_| gen)?;
+        let epoch = self.introspection_epoch(store, provider);
+        let valid =
+            |e: &token_cache::Entry| e.gen == gen && e.epoch.is_none_or(|x| Some(x) == epoch);
+        let (grant, subject) = self.tokens.get_with_subject(token, rule, now_ms, valid)?;
         Some((grant, provider, subject))
     }
 
@@ -245,7 +275,18 @@ impl Engine {
         may_wait: bool,
     ) -> Result<(Verdict, Option<Fresh>), Refusal> {
         let now_s = now_ms / 1000;
-        let d = jose::decode(token, scratch).map_err(Refusal::Decode)?;
+        let d = match jose::decode(token, scratch) {
+            Ok(d) => d,
+            // Not a compact JWS (no two dots): an opaque token, for the
+            // provider that introspects them on this route.
+            Err(_)
+                if token.matches('.').count() != 2
+                    && self.introspecting_provider(rule).is_some() =>
+            {
+                return self.opaque(store, metrics, now_ms, token, rule, may_wait);
+            }
+            Err(e) => return Err(Refusal::Decode(e)),
+        };
         let alg = claims::check_header(d.header, self.cfg.allowed_algorithms)?;
         let idx = self.select_provider(d.claims.iss.as_deref())?;
         let route = rule.and_then(|i| self.cfg.rules.get(i));
@@ -260,6 +301,10 @@ impl Engine {
         claims::check_type(d.header, &provider.allowed_types)?;
         let max_age = provider.claims.max_token_age_s;
         let status_on = provider.status_list.is_some();
+        let introspect_jwt = provider
+            .introspection
+            .as_ref()
+            .is_some_and(|s| s.introspect_jwt);
         if let Some(wait) = self.verify_signature(store, metrics, now_ms, &d, alg, idx, may_wait)? {
             return Ok((wait, None));
         }
@@ -288,12 +333,26 @@ impl Engine {
         if let Some(wait) = self.check_revoked(store, idx, &subject, now_ms, may_wait)? {
             return Ok((wait, None));
         }
+        let mut valid_until_ms = valid_until_ms;
+        let mut epoch = None;
+        if introspect_jwt {
+            // Revocation-sensitive: the JWT is introspected too.
+            match self.introspected(store, metrics, idx, token, now_ms, may_wait)? {
+                Ok(k) => {
+                    epoch = Some(k.epoch);
+                    valid_until_ms =
+                        Some(valid_until_ms.map_or(k.entry.until_ms, |v| v.min(k.entry.until_ms)));
+                }
+                Err(wait) => return Ok((wait, None)),
+            }
+        }
         let fresh = Fresh {
             provider: idx,
             gen: self.providers.get(idx).map_or(0, |r| r.gen),
             valid_until_ms,
             subject: (self.revocations.enabled() || subject.status.is_some())
                 .then(|| Rc::new(Subject::of(&subject))),
+            epoch,
         };
         Ok((Verdict::Allow(self.grant(&d, idx, rule)?), Some(fresh)))
     }

@@ -129,6 +129,7 @@ impl Engine {
             upstream: src.upstream.clone(),
             headers: pull::request_headers(src, &state),
             timeout_ms: p.timeout_ms,
+            body: None,
         })
     }
 

@@ -130,3 +130,37 @@ fn verdict_of(result: Result<(), SigError>) -> Result<Option<Verdict>, Refusal> 
         Err(SigError::WrongAlgorithm) => Err(Refusal::NoKeyForAlgorithm),
     }
 }
+
+impl Engine {
+    /// Checks a JWT the filter fetched (a status list, a phantom token, a
+    /// signed introspection answer) with provider `idx`'s keys as this VM
+    /// holds them: by `kid`, else any key of its algorithm. No refresh and
+    /// no wait: a key that is not there is an error.
+    pub(super) fn verify_fetched(
+        &mut self,
+        store: &dyn SharedStore,
+        idx: usize,
+        d: &jose::Decoded,
+    ) -> Result<(), String> {
+        let _ = self.sync(store, idx);
+        let alg = crate::authz::claims::check_header(d.header, self.cfg.allowed_algorithms)
+            .map_err(|r| format!("header: {}", r.describe()))?;
+        let keys = &self.providers.get(idx).ok_or("no such provider")?.keys;
+        let verified = match d.header.kid.as_deref() {
+            Some(kid) => keys
+                .find(kid)
+                .ok_or_else(|| format!("no key {kid:?} in the provider's key set"))?
+                .key
+                .verify(alg, d.signing_input, d.signature)
+                .is_ok(),
+            None => keys
+                .for_alg(alg)
+                .any(|k| k.key.verify(alg, d.signing_input, d.signature).is_ok()),
+        };
+        if verified {
+            Ok(())
+        } else {
+            Err("the signature does not verify".to_string())
+        }
+    }
+}

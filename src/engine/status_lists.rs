@@ -6,7 +6,6 @@
 
 use serde_json::{json, Value};
 
-use crate::authz::claims;
 use crate::authz::refusal::Refusal;
 use crate::config::StatusListSettings;
 use crate::engine::verdict::{Callout, Verdict};
@@ -180,6 +179,7 @@ impl Engine {
                 .unwrap_or_else(|| s.endpoint.authority.clone()),
             headers: status_fetch::request_headers(&s.endpoint, &state),
             timeout_ms: p.timeout_ms,
+            body: None,
         })
     }
 
@@ -255,35 +255,20 @@ impl Engine {
             .get(slot)
             .map(|s| (s.provider, s.endpoint.uri.clone()))
             .ok_or("no such list")?;
-        let _ = self.sync(store, provider);
-        let settings = self
+        let max_size = self
             .cfg
             .providers
             .get(provider)
             .and_then(|p| p.status_list.as_ref())
-            .ok_or("status lists are off")?;
+            .ok_or("status lists are off")?
+            .max_size;
         let text = std::str::from_utf8(body).map_err(|_| "the answer is not text")?;
         let mut scratch = jose::Scratch::default();
         let d = jose::decode(text.trim(), &mut scratch)
             .map_err(|e| format!("not a JWT: {}", e.describe()))?;
-        let alg = claims::check_header(d.header, self.cfg.allowed_algorithms)
-            .map_err(|r| format!("header: {}", r.describe()))?;
-        let keys = &self.providers.get(provider).ok_or("no such provider")?.keys;
-        let verified = match d.header.kid.as_deref() {
-            Some(kid) => keys
-                .find(kid)
-                .ok_or_else(|| format!("no key {kid:?} in the provider's key set"))?
-                .key
-                .verify(alg, d.signing_input, d.signature)
-                .is_ok(),
-            None => keys
-                .for_alg(alg)
-                .any(|k| k.key.verify(alg, d.signing_input, d.signature).is_ok()),
-        };
-        if !verified {
-            return Err(status::ListError::Signature("does not verify".into()).to_string());
-        }
-        status::accept(&d, &uri, now_ms / 1000, settings.max_size).map_err(|e| e.to_string())
+        self.verify_fetched(store, provider, &d)
+            .map_err(|e| status::ListError::Signature(e).to_string())?;
+        status::accept(&d, &uri, now_ms / 1000, max_size).map_err(|e| e.to_string())
     }
 
     /// `cache/info`'s status-list part: the lists this worker holds.

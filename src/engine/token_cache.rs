@@ -34,6 +34,9 @@ pub struct Entry {
     /// The claims deny entries can match, checked again on every hit
     /// (`None` when revocation is off).
     pub subject: Option<Rc<Subject>>,
+    /// For a verdict that rests on an introspection answer: the epoch of
+    /// the provider's introspection cache (an admin clear voids it).
+    pub epoch: Option<u64>,
 }
 
 impl Entry {
@@ -124,7 +127,7 @@ impl TokenCache {
         now_ms: u64,
         current_gen: impl FnOnce(usize) -> u64,
     ) -> Option<Grant> {
-        self.get_with_subject(token, rule, now_ms, current_gen)
+        self.get_with_subject(token, rule, now_ms, |e| current_gen(e.provider) == e.gen)
             .map(|(g, _)| g)
     }
 
@@ -134,10 +137,10 @@ impl TokenCache {
         token: &str,
         rule: Option<usize>,
         now_ms: u64,
-        current_gen: impl FnOnce(usize) -> u64,
+        still_valid: impl FnOnce(&Entry) -> bool,
     ) -> Option<(Grant, Option<Rc<Subject>>)> {
         let (slot, e) = self.find(token)?;
-        if now_ms >= e.valid_until_ms || current_gen(e.provider) != e.gen {
+        if now_ms >= e.valid_until_ms || !still_valid(e) {
             self.remove(slot);
             return None;
         }
@@ -201,8 +204,10 @@ mod tests {
             grant: Grant {
                 headers: vec![("x-jwt-sub".into(), "alice".into())],
                 identity: None,
+                strip_token: false,
             },
             subject: None,
+            epoch: None,
         }
     }
 

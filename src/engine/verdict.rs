@@ -25,8 +25,12 @@ pub enum Verdict {
 /// What an allowed request carries upstream.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Grant {
-    /// Headers to set (claims, payload), already sanitized.
+    /// Headers to set (claims, payload, a phantom token), already
+    /// sanitized.
     pub headers: Vec<(String, String)>,
+    /// Whether the token must not go upstream whatever `forward_token`
+    /// says (an opaque token replaced by its phantom JWT).
+    pub strip_token: bool,
     /// The verified identity as JSON, for the host property.
     pub identity: Option<String>,
 }
@@ -63,5 +67,7 @@ pub struct Callout {
     /// Envoy cluster name, or Kong `host:port`.
     pub upstream: String,
     pub headers: Vec<(String, String)>,
+    /// A request body (introspection's form).
+    pub body: Option<Vec<u8>>,
     pub timeout_ms: u64,
 }

@@ -34,6 +34,7 @@ impl Engine {
     ) -> u64 {
         match doc {
             Doc::StatusList(slot) => self.status_progress(store, slot, now_ms).0,
+            Doc::Introspection(_) => 0,
             _ => self.providers.get(provider).map_or(0, |r| r.gen),
         }
     }
@@ -70,6 +71,7 @@ impl Engine {
         let mut dispatch = Vec::new();
         // per_request: only a request's own callout may finish it.
         if self.waiters.is_empty() || !self.shared_wake {
+            self.end_handoff();
             return (finals, dispatch);
         }
         let mut status = Vec::with_capacity(self.providers.len());
@@ -88,6 +90,10 @@ impl Engine {
         let waiters = std::mem::take(&mut self.waiters);
         for mut w in waiters {
             let (gen, busy) = match w.doc {
+                Doc::Introspection(_) => {
+                    let busy = self.introspection_busy(store, w.provider, &w.token, now_ms);
+                    (0, busy)
+                }
                 Doc::StatusList(slot) => match lists.iter().find(|(s, _)| *s == slot) {
                     Some((_, p)) => *p,
                     None => {
@@ -123,6 +129,7 @@ impl Engine {
                 v => finals.push((w, v)),
             }
         }
+        self.end_handoff();
         (finals, dispatch)
     }
 }

@@ -38,7 +38,7 @@ pub(crate) fn dispatch(
     match ctx.dispatch_http_call(
         upstream,
         headers,
-        None,
+        c.body.as_deref(),
         vec![],
         Duration::from_millis(timeout_ms),
     ) {
@@ -48,6 +48,7 @@ pub(crate) fn dispatch(
                 Doc::Discovery => Metric::DiscoverySent,
                 Doc::Revocations => Metric::RevocationFetchSent,
                 Doc::StatusList(_) => Metric::StatusListFetchSent,
+                Doc::Introspection(_) => Metric::IntrospectionCalls,
             });
             Some((token, idx, c.doc))
         }

@@ -26,7 +26,7 @@ pub(crate) fn conclude(
     match verdict {
         Verdict::Allow(grant) => {
             m.incr(Metric::Allowed);
-            strip_token(cfg, source, e.host_is_envoy());
+            strip_token(cfg, source, e.host_is_envoy(), grant.strip_token);
             for (name, value) in &grant.headers {
                 if let Err(e) =
                     hostcalls::set_map_value(MapType::HttpRequestHeaders, name, Some(value))

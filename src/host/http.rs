@@ -294,6 +294,7 @@ impl Context for Http {
                 }
                 conclude(&e, m.as_ref(), &v, &w.source, w.grpc, true);
             }
+            e.end_handoff();
             return;
         }
         let (finals, to_send) = e.review_waiters(&HostStore, m.as_ref(), now_ms());

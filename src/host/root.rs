@@ -154,6 +154,7 @@ impl RootContext for Root {
                 .revocation_tick(&HostStore, self.metrics.as_ref(), now)
                 .into_iter();
             let statuses = e.status_tick(&HostStore, now);
+            e.introspection_tick(&HostStore, now);
             let due: Vec<(usize, Doc)> = keys
                 .chain(lists.map(|i| (i, Doc::Revocations)))
                 .chain(statuses)

@@ -19,8 +19,8 @@ pub(crate) fn drop_header(name: &str, envoy: bool) -> Result<(), Status> {
 }
 
 /// Removes the token from where it was found, when it must not go upstream.
-pub(crate) fn strip_token(cfg: &Config, source: &Source, envoy: bool) {
-    if cfg.forward_token {
+pub(crate) fn strip_token(cfg: &Config, source: &Source, envoy: bool, always: bool) {
+    if cfg.forward_token && !always {
         return;
     }
     let result = match source {

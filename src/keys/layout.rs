@@ -96,6 +96,30 @@ pub fn settings_tag(p: &Provider, allowed: AlgSet) -> String {
     digest[..8].iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// The settings tag of a provider's introspection cache: its key-set tag
+/// (phantom JWTs are verified with those keys) and every introspection
+/// setting that shapes a result. The secret is not in it.
+pub fn introspection_tag(
+    p: &Provider,
+    s: &crate::config::IntrospectionSettings,
+    allowed: AlgSet,
+) -> String {
+    let settings = serde_json::json!([
+        p.name,
+        settings_tag(p, allowed),
+        s.endpoint.as_ref().map(|e| e.uri.clone()),
+        s.upstream,
+        s.client_id,
+        format!("{:?}", s.mode),
+        s.jwt_member,
+        s.cache_ttl_s,
+        s.negative_cache_ttl_s,
+        s.max_entries,
+    ]);
+    let digest = hmac_sha256::Hash::hash(settings.to_string().as_bytes());
+    digest[..8].iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// A key left out of the last good fetch, for `cache/info`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SkippedKey {

@@ -140,6 +140,9 @@ pub enum Doc {
     /// A status list, by its place in the worker's table
     /// (`revoke::status_held`; the engine routes it).
     StatusList(u32),
+    /// An introspection (or token exchange) call this VM sent, by its id
+    /// (`u32::MAX` in a paused request that waits for another's call).
+    Introspection(u32),
 }
 
 /// A callout to send: where, and its request headers.
