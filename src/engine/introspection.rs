@@ -19,7 +19,8 @@ use crate::config::{parse_endpoint, Endpoint};
 use crate::engine::verdict::{Callout, Grant, Verdict};
 use crate::engine::Engine;
 use crate::introspect::answer::{self, Failure, Reading};
-use crate::introspect::cache::{Cache, Entry, Lookup, State};
+use crate::introspect::cache::{Entry, Lookup, State};
+use crate::introspect::held::Call;
 use crate::introspect::request;
 use crate::keys::freshness::{self, Source};
 use crate::keys::layout;
@@ -35,25 +36,6 @@ const INTROSPECTION_TYPE: &str = "token-introspection+jwt";
 /// A paused request that waits for another request's call.
 pub const NOT_MINE: u32 = u32::MAX;
 
-/// One provider's introspection as this VM holds it.
-pub(super) struct Introspector {
-    pub cache: Cache,
-    /// The cache's epoch as last read, and the marker of the next one.
-    epoch: u64,
-    next: String,
-    loaded: bool,
-}
-
-/// A call this VM sent.
-pub(super) struct Call {
-    id: u32,
-    provider: usize,
-    token: String,
-    digest: String,
-    key: String,
-    epoch: u64,
-}
-
 /// A header value for a request that carries no signed header of its own.
 static NO_HEADER: jose::Header<'static> = jose::Header {
     alg: Cow::Borrowed("none"),
@@ -62,30 +44,6 @@ static NO_HEADER: jose::Header<'static> = jose::Header {
     cty: None,
     crit: None,
 };
-
-impl Introspector {
-    pub(super) fn new(tag: &str, s: &IntrospectionSettings) -> Introspector {
-        Introspector {
-            cache: Cache::new(tag, s.max_entries),
-            epoch: 0,
-            next: String::new(),
-            loaded: false,
-        }
-    }
-
-    /// The cache's epoch (one marker lookup while it has not moved).
-    fn sync(&mut self, store: &dyn SharedStore) -> u64 {
-        let moved = !self.loaded || layout::has_marker(store, &self.next).unwrap_or(true);
-        if moved {
-            if let Ok(e) = self.cache.epoch(store) {
-                self.epoch = e;
-                self.next = self.cache.names.marker(e + 1);
-                self.loaded = true;
-            }
-        }
-        self.epoch
-    }
-}
 
 /// What an introspected token was found to be.
 pub(super) struct Known {
@@ -275,7 +233,7 @@ impl Engine {
         token: &str,
         rule: Option<usize>,
         may_wait: bool,
-    ) -> Result<(Verdict, Option<super::Fresh>), Refusal> {
+    ) -> Result<(Verdict, Option<crate::engine::Fresh>), Refusal> {
         let idx = self
             .introspecting_provider(rule)
             .ok_or(Refusal::ProviderNotAllowed)?;
@@ -319,7 +277,7 @@ impl Engine {
         let until = exp_ms.map_or(e.until_ms, |x| x.min(e.until_ms));
         // Served from this worker's token cache while the result lives
         // (never for a result that was not kept).
-        let fresh = (until > now_ms).then(|| super::Fresh {
+        let fresh = (until > now_ms).then(|| crate::engine::Fresh {
             provider: idx,
             gen: self.providers.get(idx).map_or(0, |r| r.gen),
             valid_until_ms: Some(until),

@@ -75,9 +75,9 @@ pub struct Engine {
     status: StatusLists,
     /// Per provider: its introspection cache, when it has an
     /// `introspection` block.
-    introspectors: Vec<Option<introspection::Introspector>>,
+    introspectors: Vec<Option<crate::introspect::held::Introspector>>,
     /// Introspection calls this VM sent and awaits.
-    calls: Vec<introspection::Call>,
+    calls: Vec<crate::introspect::held::Call>,
     next_call: u32,
     /// Introspection results not kept in shared data, for this VM's
     /// paused requests (see `take_handoff`).
@@ -85,7 +85,7 @@ pub struct Engine {
 }
 
 /// What a fresh verification tells the token cache.
-struct Fresh {
+pub(crate) struct Fresh {
     provider: usize,
     gen: u64,
     valid_until_ms: Option<u64>,
@@ -119,7 +119,7 @@ impl Engine {
             .map(|p| {
                 let s = p.introspection.as_ref()?;
                 let tag = crate::keys::layout::introspection_tag(p, s, cfg.allowed_algorithms);
-                Some(introspection::Introspector::new(&tag, s))
+                Some(crate::introspect::held::Introspector::new(&tag, s))
             })
             .collect();
         Engine {

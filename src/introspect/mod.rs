@@ -8,8 +8,10 @@
 //! - `cache`: the shared result cache: fixed slots keyed by a digest of the
 //!   token scoped to the provider's settings, leases so that one call
 //!   serves every request for a token, an epoch for clears, the sweep.
+//! - `held`: one VM's view: the epoch it saw, the calls it awaits.
 #![forbid(unsafe_code)]
 
 pub mod answer;
 pub mod cache;
+pub mod held;
 pub mod request;
