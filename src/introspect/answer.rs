@@ -95,7 +95,8 @@ pub fn read(s: &IntrospectionSettings, a: &Answer) -> Result<Reading, Failure> {
     };
     let body = a.body.unwrap_or_default();
     match (status, &s.mode) {
-        (429 | 503, _) => Err(Failure::Unavailable(format!("HTTP {status}"))),
+        // 504: what Envoy answers for a callout past its timeout.
+        (429 | 503 | 504, _) => Err(Failure::Unavailable(format!("HTTP {status}"))),
         (200, _) if a.body.is_none() && a.body_size > 0 => Err(malformed(format!(
             "answer of {} bytes is too large",
             a.body_size
@@ -219,7 +220,7 @@ mod tests {
             ..Answer::default()
         };
         assert!(matches!(read(&s, &down), Err(Failure::Unavailable(m)) if m.contains("timeout")));
-        for code in [429, 503] {
+        for code in [429, 503, 504] {
             assert!(matches!(
                 read(&s, &answer(code, "")),
                 Err(Failure::Unavailable(_))

@@ -128,12 +128,25 @@ class Cluster:
         return c
 
 
+class WithVmEnv:
+    """A filter configuration whose VM gets environment variables: the
+    names in host_env_keys, read from Envoy's own environment
+    (vm_config.environment_variables.host_env_keys)."""
+
+    def __init__(self, config, host_env_keys):
+        self.config = config
+        self.host_env_keys = list(host_env_keys)
+
+
 def wasm_filter(wasm_path, filter_config, vm_id=WASM_FILTER_NAME):
+    env_keys = []
+    if isinstance(filter_config, WithVmEnv):
+        env_keys, filter_config = filter_config.host_env_keys, filter_config.config
     if isinstance(filter_config, (dict, list)):
         value = json.dumps(filter_config)
     else:
         value = str(filter_config)
-    return {
+    out = {
         "name": "envoy.filters.http.wasm",
         "typed_config": {
             "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
@@ -153,6 +166,10 @@ def wasm_filter(wasm_path, filter_config, vm_id=WASM_FILTER_NAME):
             },
         },
     }
+    if env_keys:
+        out["typed_config"]["config"]["vm_config"]["environment_variables"] = {
+            "host_env_keys": env_keys}
+    return out
 
 
 def file_access_log(path, log_format):
