@@ -163,7 +163,13 @@ class AuthServer(ThreadedServer):
                     headers=headers, close=True)
         elif "application/jwt" in accept:
             if not active:
-                h.reply(204, b"", headers=headers, close=True)
+                # RFC 9110 section 8.6: no Content-Length on a 204.
+                h.send_response(204)
+                for k, v in headers:
+                    h.send_header(k, v)
+                h.send_header("Connection", "close")
+                h.close_connection = True
+                h.end_headers()
                 return
             h.reply(200, self.phantom(claims), content_type="application/jwt",
                     headers=headers, close=True)
