@@ -35,7 +35,7 @@ E2E_ARGS ?=
 
 .PHONY: dist dist-repro oci-push oci-tools fleet build run test fmt-check clippy unit e2e setup clean fuzz fuzz-smoke fuzz-setup soak soak-short bench bench-crypto bench-callgrind bench-floor floor-patch-check wrk kong-schema test-kong
 BENCH_ARGS ?=
-FUZZ_TARGETS := token json jwks config request verify revocations statuslist
+FUZZ_TARGETS := token json jwks config request verify revocations statuslist introspection
 FUZZ_SECONDS ?= 120
 SMOKE_SECONDS ?= 10
 SOAK_SECONDS ?= 600

@@ -244,7 +244,7 @@ pub(crate) fn parse_introspection(
         timeout_ms: i.count_in("timeout", provider_timeout_ms, 1, 60_000)?,
         cache_ttl_s,
         negative_cache_ttl_s: i.count_in("negative_cache_ttl", 10.min(cache_ttl_s), 0, 3600)?,
-        max_entries: i.count_in("max_entries", 10_000, 16, 1_000_000)? as usize,
+        max_entries: i.count_in("max_entries", 10_000, 16, 100_000)? as usize,
         phantom_header,
         introspect_jwt: i.bool_or("introspect_jwt", false)?,
     }))
