@@ -4,7 +4,10 @@
 Starts, all on 127.0.0.1:
   * a demo issuer   (:18080) serving its JWKS at /.well-known/jwks.json (an RS256
                     and an ES256 key, made at start) and minting tokens at
-                    GET/POST /token?sub=alice&aud=demo-api&alg=RS256|ES256&ttl=300
+                    GET/POST /token?sub=alice&aud=demo-api&alg=RS256|ES256&ttl=300;
+                    opaque tokens at GET /opaque?sub=alice&ttl=300, which it
+                    introspects at POST /introspect (Accept: application/jwt:
+                    the phantom JWT, 204 when unknown or expired)
   * a demo API      (:18081) that echoes each request it gets as JSON
   * Envoy           (:10000, admin :9901) with envoy/envoy.yaml and the filter
 
@@ -18,6 +21,7 @@ Ports and paths can be changed with environment variables (or options):
 """
 
 import argparse
+import base64
 import json
 import os
 import re
@@ -27,6 +31,7 @@ import signal
 import sys
 import tempfile
 import threading
+import time
 import urllib.parse
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -53,6 +58,8 @@ class Issuer(ThreadedServer):
             "ES256": jose.ec_key("P-256", kid="demo-es256"),
         }
         self.minted = 0
+        self.opaque = {}
+        self.introspections = 0
         self._lock = threading.Lock()
 
     @property
@@ -81,9 +88,46 @@ class Issuer(ThreadedServer):
             self.minted += 1
         return jose.sign(self.keys[alg], alg, payload), ttl
 
+    def mint_opaque(self, params):
+        """An opaque token; the claims its phantom JWT will carry."""
+        token, ttl = self.mint(dict(params, alg="RS256"))
+        opaque = "demo_" + secrets.token_urlsafe(24)
+        with self._lock:
+            self.opaque[opaque] = token
+        return opaque, ttl
+
+    def introspect(self, h, body):
+        """RFC 7662 with Accept: application/jwt (the phantom token form)."""
+        expected = "Basic " + base64.b64encode(b"demo-gateway:demo-gateway-secret").decode()
+        if h.headers.get("Authorization") != expected:
+            h.reply(401, {"error": "invalid_client"})
+            return
+        token = dict(urllib.parse.parse_qsl(body.decode("utf-8", "replace"))).get("token", "")
+        with self._lock:
+            self.introspections += 1
+            phantom = self.opaque.get(token)
+        if phantom is None or jose.decode(phantom)[1]["exp"] <= time.time():
+            h.send_response(204)
+            h.send_header("Connection", "close")
+            h.close_connection = True
+            h.end_headers()
+            return
+        h.reply(200, phantom, content_type="application/jwt")
+
     def handle(self, h):
         url = urllib.parse.urlsplit(h.path)
         body = h.read_body()
+        if url.path == "/introspect" and h.command == "POST":
+            self.introspect(h, body)
+            return
+        if url.path == "/opaque" and h.command == "GET":
+            try:
+                opaque, _ = self.mint_opaque(dict(urllib.parse.parse_qsl(url.query)))
+            except ValueError as e:
+                h.reply(400, {"error": "invalid_request", "message": str(e)})
+                return
+            h.reply(200, opaque + "\n", content_type="text/plain")
+            return
         if url.path == "/.well-known/jwks.json" and h.command in ("GET", "HEAD"):
             h.reply(200, self.jwks(), headers=[("Cache-Control", "max-age=300")])
             return
@@ -200,6 +244,10 @@ def usage_text(args, issuer):
         "",
         "  # call the API with the token (200, echoed by the upstream)",
         "  curl -i -H \"Authorization: Bearer $TOKEN\" %s/hello" % gw,
+        "  # an opaque token: introspected by the gateway, the API gets its phantom JWT",
+        "  OPAQUE=$(curl -s '%s/opaque?sub=carol&ttl=300')" % issuer.issuer,
+        "  curl -s -H \"Authorization: Bearer $OPAQUE\" %s/hello | grep -o '\"authorization\": \"[^\"]*'"
+        % gw,
         "  # without a token (401) / with a broken one (401 invalid_token)",
         "  curl -i %s/hello" % gw,
         "  curl -i -H 'Authorization: Bearer not.a.jwt' %s/hello" % gw,
@@ -239,6 +287,15 @@ def self_test(args, issuer, envoy):
         r = envoy.request("gateway", "GET", "/hello", client.bearer(tok))
         ok = r.status == 200 and r.json().get("path") == "/hello"
         expect("API call with a valid %s token -> 200" % label, ok, r)
+    r = client.request(args.issuer_port, "GET", "/opaque?sub=carol")
+    opaque = r.text.strip() if r.status == 200 else ""
+    r = envoy.request("gateway", "GET", "/hello", client.bearer(opaque))
+    seen = r.json().get("headers", {}).get("authorization", "") if r.status == 200 else ""
+    phantom = seen.split(" ", 1)[-1]
+    ok = r.status == 200 and phantom.count(".") == 2 and opaque not in json.dumps(r.json())
+    expect("opaque token -> 200, the API gets the phantom JWT", ok, r)
+    r = envoy.request("gateway", "GET", "/hello", client.bearer("demo_unknown_token"))
+    expect("unknown opaque token -> 401", r.status == 401, r)
     r = envoy.request("gateway", "GET", "/hello")
     expect("API call without a token -> 401", r.status == 401, r)
     r = envoy.request("gateway", "GET", "/hello", client.bearer("not.a.jwt"))
