@@ -29,6 +29,12 @@ What it starts, all on 127.0.0.1, and stops (by process group) when it ends:
         wasm_cache_status  wasm_cache with status_list on: the repeated token names a
                       Token Status List (issue 17), checked on every cache hit; its
                       ratio column is to wasm_cache (the same token, lists off)
+        wasm_cache_opaque  wasm_cache's configuration plus an introspection block; one
+                      repeated opaque token (issue 16), introspected once, then answered
+                      from the cache; its ratio column is to wasm_cache RS256
+        wasm_opaque_call   the same with cache_ttl 0 and unique opaque tokens: one
+                      introspection call per request (a local test authorization
+                      server answering RFC 7662 JSON), the uncached cost
         wasm_alt      only with --alt WASM: that module, wasm_host's configuration, a VM
                       of its own (make bench-floor: the floor variant, tools/floor.patch)
     Like native jwt_authn by default, the filter scenarios forward nothing but the
@@ -80,6 +86,9 @@ sys.path.insert(0, os.path.join(REPO_ROOT, "tests", "e2e"))
 
 from e2e import jose, procs  # noqa: E402
 from e2e.ports import HOST, free_port  # noqa: E402
+from e2e.authserver import AuthServer  # noqa: E402
+from e2e.authserver import CLIENT_ID as AUTH_CLIENT_ID  # noqa: E402
+from e2e.authserver import CLIENT_SECRET as AUTH_CLIENT_SECRET  # noqa: E402
 from e2e.servers import JwksServer  # noqa: E402
 
 DEFAULT_WASM = os.path.join("target", "wasm32-wasip1", "release", "jwt_jwks.wasm")
@@ -108,7 +117,11 @@ SCENARIOS = {
     "wasm_host_rev": ("unique", ("RS256", "ES256"), True),
     "wasm_cache_rev": ("repeated", ("RS256", "ES256"), True),
     "wasm_cache_status": ("repeated", ("RS256", "ES256"), True),
+    "wasm_cache_opaque": ("repeated", ("opaque",), False),
+    "wasm_opaque_call": ("unique", ("opaque",), False),
 }
+# the opaque-token rows (issue 16): introspected at a local authorization server
+OPAQUE = ("wasm_cache_opaque", "wasm_opaque_call")
 # revocation rows: the same scenario with REVOKED_ENTRIES deny entries loaded
 # from a pulled list (issue 17); compared with the scenario without
 REV_OF = {"wasm_host_rev": "wasm_host", "wasm_cache_rev": "wasm_cache"}
@@ -123,7 +136,7 @@ STATUS_PATH = "/statuslists/1"
 STATUS_IDX, STATUS_REVOKED_IDX = 3, 5
 ORDER = ["none", "wasm_floor", "wasm_noop", "native", "native_cache", "wasm_host", "wasm_host_rev",
          "wasm_alt", "wasm_host_id", "wasm_pure", "wasm_cache", "wasm_cache_default",
-         "wasm_cache_rev", "wasm_cache_status"]
+         "wasm_cache_rev", "wasm_cache_status", "wasm_cache_opaque", "wasm_opaque_call"]
 # the scenarios whose ratio is to native jwt_authn of the same algorithm (unique tokens)
 VS_NATIVE = ("wasm_host", "wasm_host_id", "wasm_pure", "wasm_alt")
 # (scenario, alg) pairs that may be missing without it being a failure
@@ -462,6 +475,14 @@ def scenario_filters(ctx, name, srv, dropped):
         return wasm(wasm_base(srv, host_crypto="off", token_cache_size=0))
     if name == "wasm_cache":
         return wasm(wasm_base(srv))
+    if name in OPAQUE:
+        auth = ctx.auth_server()
+        block = {"endpoint": auth.url_for("/introspect"), "upstream": auth.cluster_name,
+                 "client_id": AUTH_CLIENT_ID, "client_secret": AUTH_CLIENT_SECRET,
+                 "cache_ttl": 0 if name == "wasm_opaque_call" else 300,
+                 "negative_cache_ttl": 0 if name == "wasm_opaque_call" else 10}
+        return wasm(dict(wasm_base(srv), issuers=[ISS, auth.issuer], audiences=[AUD, "api"],
+                         introspection=block))
     if name in STATUS_OF:
         lists = ctx.revocation_list()
         return wasm(wasm_base(srv, status_list=True, status_list_upstream=lists.cluster_name))
@@ -584,6 +605,13 @@ class Ctx:
         self.servers.append(srv)
         return srv.start()
 
+    def auth_server(self):
+        """The authorization server of the opaque-token rows."""
+        if getattr(self, "_auth", None) is None:
+            self._auth = AuthServer().start()
+            self.servers.append(self._auth)
+        return self._auth
+
     def revocation_list(self):
         """The list server of the revocation rows: REVOKED_ENTRIES jti entries
         of ISS, none of them a benchmark token's but REVOKED_JTI."""
@@ -642,6 +670,8 @@ def start_main_envoy(ctx, srv, scenarios):
             listeners.append((name, filters))
         lists = any(n in REV_OF or n in STATUS_OF for n in scenarios)
         servers = [srv] + ([ctx.revocation_list()] if lists else [])
+        if any(n in OPAQUE for n in scenarios):
+            servers.append(ctx.auth_server())
         env = make_envoy(ctx, "bench-envoy-%d" % len(ctx.envoys), listeners, servers,
                          cpu=ctx.envoy_cpu)
         try:
@@ -667,6 +697,9 @@ def check_listener(env, name, keys, algs, checks_tokens):
     status, _ = http_get(port, "/")
     missing_ok = (status == 401) if checks_tokens else (status == 200)
     for alg in algs:
+        if alg == "opaque":  # checked with the authorization server's tokens
+            out[alg] = None if status == 401 else "no token -> %d" % status
+            continue
         if alg == "-":
             alg_k = "RS256"
         else:
@@ -826,6 +859,13 @@ def run_benchmark(ctx, report):
                                                      jti="repeated-" + alg, status=status))
         pools[(alg, "repeated")] = write_lines(
             os.path.join(ctx.workdir, "repeated-%s.txt" % alg), [one])
+    if any(s in OPAQUE for s in scenarios):
+        auth = ctx.auth_server()
+        pools[("opaque", "repeated")] = write_lines(
+            os.path.join(ctx.workdir, "repeated-opaque.txt"), [auth.issue(exp_in=3 * 3600)])
+        pools[("opaque", "unique")] = write_lines(
+            os.path.join(ctx.workdir, "unique-opaque.txt"),
+            [auth.issue(exp_in=3 * 3600) for _ in range(a.tokens)])
     log("minted %d unique tokens for each of %s in %.1f s"
         % (a.tokens, ", ".join(sorted(need_unique)), time.monotonic() - t))
     srv = ctx.jwks(doc)  # after minting: no server thread while the pool forks
@@ -847,6 +887,13 @@ def run_benchmark(ctx, report):
             unavailable[s] = "the %d-entry revocation list never loaded" % REVOKED_ENTRIES
         elif s in STATUS_OF and not wait_status(env, s, keys["RS256"], ctx):
             unavailable[s] = "the status list never loaded"
+    for s in scenarios:
+        if s in OPAQUE and s not in unavailable:
+            tok = ctx.auth_server().issue()
+            if http_get(env.ports[s], "/", bearer(tok))[0] != 200:
+                unavailable[s] = "an opaque token is not accepted (introspection failed)"
+            elif http_get(env.ports[s], "/", bearer("op_unknown_token"))[0] != 401:
+                unavailable[s] = "an unknown opaque token is not refused"
     specs = []
     for s in scenarios:
         mode, algs, checks = SCENARIOS[s]
@@ -862,6 +909,9 @@ def run_benchmark(ctx, report):
                     ctx.problems.append("correctness check failed, not measured: " + msg)
                 continue
             pool_alg = "RS256" if alg == "-" else alg
+            if alg == "opaque":
+                specs.append(Spec(s, alg, mode, pools[("opaque", mode)]))
+                continue
             specs.append(Spec(s, alg, mode, pools[(pool_alg, mode)]))
     for s, why in unavailable.items():
         ctx.notes.append("%s unavailable: %s" % (s, why))
@@ -914,6 +964,8 @@ def summarize(specs, rounds):
             ref = by_key.get((REV_OF[sp.scenario], sp.alg, sp.mode))
         elif sp.scenario in STATUS_OF:
             ref = by_key.get((STATUS_OF[sp.scenario], sp.alg, sp.mode))
+        elif sp.scenario == "wasm_cache_opaque":
+            ref = by_key.get(("wasm_cache", "RS256", "repeated"))
         else:
             ref = None
         for r in range(rounds):
@@ -1221,6 +1273,15 @@ def print_report(ctx, report, rows, out=sys.stdout):
                 targets.append(("%s %s: a status list, added us - %s's"
                                 % (scenario, alg, base_name), "(reported)", "%.1f" % delta,
                                 True))
+    r, b = by.get(("wasm_cache_opaque", "opaque")), by.get(("wasm_cache", "RS256"))
+    if r and b and r["added_us"] is not None and b["added_us"] is not None:
+        lim = b["added_us"] + 5
+        targets.append(("wasm_cache_opaque repeated: added us", "<= wasm_cache RS256+5 = %.1f" % lim,
+                        "%.1f" % r["added_us"], r["added_us"] <= lim))
+    r = by.get(("wasm_opaque_call", "opaque"))
+    if r and r["added_us"] is not None:
+        targets.append(("wasm_opaque_call: added us (one call per request)", "(reported)",
+                        "%.1f" % r["added_us"], True))
     for alg, lim in (("RS256", 400), ("ES256", 400), ("EdDSA", 150)):
         r = by.get(("wasm_pure", alg))
         if r and r["added_us"] is not None:

@@ -22,7 +22,7 @@
 //!   minutes.
 #![forbid(unsafe_code)]
 
-use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
 
 use crate::keys::layout::{self, Names};
 use crate::store::{SharedStore, StoreError};
@@ -35,8 +35,7 @@ const SWEEP_EVERY_MS: u64 = 1000;
 const BACKOFF_FIRST_MS: u64 = 1000;
 pub const BACKOFF_MAX_MS: u64 = 30_000;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum State {
     Pending,
     Active,
@@ -45,8 +44,9 @@ pub enum State {
     Failed,
 }
 
-/// One slot's entry.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// One slot's entry (stored as a small JSON object; read and written
+/// through `Value`, whose code the filter has anyway).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
     /// The token's digest (hex).
     pub d: String,
@@ -55,17 +55,68 @@ pub struct Entry {
     pub st: State,
     /// Pending: the lease's end; else: served (or backed off) until.
     pub until_ms: u64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owner: Option<String>,
     /// Active: RFC 7662 claims (JSON object text), when no JWT.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub claims: Option<String>,
     /// Active: the verified phantom JWT.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jwt: Option<String>,
     /// Failed: the refusal's kind (`unavailable`, `status`, ...).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kind: Option<String>,
+}
+
+impl State {
+    fn name(self) -> &'static str {
+        match self {
+            State::Pending => "pending",
+            State::Active => "active",
+            State::Inactive => "inactive",
+            State::Failed => "failed",
+        }
+    }
+
+    fn parse(s: &str) -> Option<State> {
+        [
+            State::Pending,
+            State::Active,
+            State::Inactive,
+            State::Failed,
+        ]
+        .into_iter()
+        .find(|x| x.name() == s)
+    }
+}
+
+impl Entry {
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut v =
+            json!({"d": self.d, "e": self.e, "st": self.st.name(), "until_ms": self.until_ms});
+        for (k, x) in [
+            ("owner", &self.owner),
+            ("claims", &self.claims),
+            ("jwt", &self.jwt),
+            ("kind", &self.kind),
+        ] {
+            if let (Some(x), Some(o)) = (x, v.as_object_mut()) {
+                o.insert(k.to_string(), Value::String(x.clone()));
+            }
+        }
+        v.to_string().into_bytes()
+    }
+
+    pub fn from_bytes(b: &[u8]) -> Option<Entry> {
+        let v: Value = serde_json::from_slice(b).ok()?;
+        let text = |k: &str| v.get(k).and_then(Value::as_str).map(str::to_string);
+        Some(Entry {
+            d: text("d")?,
+            e: v.get("e")?.as_u64()?,
+            st: State::parse(v.get("st")?.as_str()?)?,
+            until_ms: v.get("until_ms")?.as_u64()?,
+            owner: text("owner"),
+            claims: text("claims"),
+            jwt: text("jwt"),
+            kind: text("kind"),
+        })
+    }
 }
 
 /// The shared names of one provider's cache.
@@ -150,7 +201,7 @@ impl Cache {
         let (bytes, cas) = store.get(key)?;
         let entry = bytes
             .filter(|b| !b.is_empty())
-            .and_then(|b| serde_json::from_slice::<Entry>(&b).ok())
+            .and_then(|b| Entry::from_bytes(&b))
             .filter(|e| e.d == digest && e.e == epoch);
         Ok((entry.map_or(Lookup::Miss, Lookup::Found), cas))
     }
@@ -195,7 +246,7 @@ impl Cache {
                 jwt: None,
                 kind: None,
             };
-            let bytes = serde_json::to_vec(&entry).map_err(|e| StoreError::Host(e.to_string()))?;
+            let bytes = entry.to_bytes();
             match store.set(key, &bytes, cas) {
                 Ok(()) => return Ok(true),
                 Err(StoreError::CasMismatch) => continue,
@@ -218,7 +269,7 @@ impl Cache {
         for _ in 0..8 {
             let (found, cas) = self.read(store, key, digest, epoch)?;
             let bytes = match &entry {
-                Some(e) => serde_json::to_vec(e).map_err(|e| StoreError::Host(e.to_string()))?,
+                Some(e) => e.to_bytes(),
                 None if matches!(found, Lookup::Found(ref e) if e.st == State::Pending) => {
                     Vec::new()
                 }
@@ -298,8 +349,7 @@ impl Cache {
             let Some(b) = bytes.filter(|b| !b.is_empty()) else {
                 continue;
             };
-            let dead = serde_json::from_slice::<Entry>(&b)
-                .map_or(true, |e| e.e != epoch || now_ms >= e.until_ms);
+            let dead = Entry::from_bytes(&b).is_none_or(|e| e.e != epoch || now_ms >= e.until_ms);
             if dead && store.set(&key, b"", cas).is_ok() {
                 emptied += 1;
             }
@@ -313,8 +363,8 @@ impl Cache {
         let (mut n, mut bytes) = (0, 0);
         for i in 0..self.slots {
             if let Ok((Some(b), _)) = store.get(&self.slot_key(i)) {
-                let live = serde_json::from_slice::<Entry>(&b)
-                    .is_ok_and(|e| e.e == epoch && now_ms < e.until_ms);
+                let live =
+                    Entry::from_bytes(&b).is_some_and(|e| e.e == epoch && now_ms < e.until_ms);
                 if live {
                     n += 1;
                     bytes += b.len();

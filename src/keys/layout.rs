@@ -104,18 +104,28 @@ pub fn introspection_tag(
     s: &crate::config::IntrospectionSettings,
     allowed: AlgSet,
 ) -> String {
-    let settings = serde_json::json!([
-        p.name,
-        settings_tag(p, allowed),
-        s.endpoint.as_ref().map(|e| e.uri.clone()),
-        s.upstream,
-        s.client_id,
-        format!("{:?}", s.mode),
-        s.jwt_member,
-        s.cache_ttl_s,
-        s.negative_cache_ttl_s,
-        s.max_entries,
-    ]);
+    let mode = match &s.mode {
+        crate::config::introspection::Mode::Introspection(f) => format!("introspection {f:?}"),
+        crate::config::introspection::Mode::TokenExchange { audience, scope } => format!(
+            "token_exchange {} {}",
+            audience.as_deref().unwrap_or("-"),
+            scope.as_deref().unwrap_or("-")
+        ),
+    };
+    let settings = [
+        p.name.as_str(),
+        &settings_tag(p, allowed),
+        s.endpoint.as_ref().map_or("-", |e| e.uri.as_str()),
+        s.upstream.as_deref().unwrap_or("-"),
+        &s.client_id,
+        &mode,
+        s.jwt_member.as_deref().unwrap_or("-"),
+        &format!(
+            "{} {} {}",
+            s.cache_ttl_s, s.negative_cache_ttl_s, s.max_entries
+        ),
+    ]
+    .join("\n");
     let digest = hmac_sha256::Hash::hash(settings.to_string().as_bytes());
     digest[..8].iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -9,7 +9,7 @@ use std::fmt;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use serde::Deserialize;
+use serde_json::Value;
 
 use crate::config::provider::media_type;
 use crate::token::jose::Decoded;
@@ -24,25 +24,25 @@ pub struct Reference {
     pub uri: String,
 }
 
-#[derive(Deserialize)]
-struct StatusClaim {
-    status_list: Option<ReferenceClaim>,
-}
-
-#[derive(Deserialize)]
-struct ReferenceClaim {
-    idx: u64,
-    uri: String,
-}
-
 /// Reads a token's `status` claim (raw JSON). `Ok(None)`: the claim names
-/// no status list (another status mechanism, or none).
+/// no status list (another status mechanism, or none). (Read through
+/// `Value` rather than derived types: the code it shares keeps the module
+/// small.)
 pub fn reference(status: &str) -> Result<Option<Reference>, ListError> {
-    let claim: StatusClaim = serde_json::from_str(status)
-        .map_err(|_| ListError::Malformed("status.status_list needs idx and uri".into()))?;
-    Ok(claim.status_list.map(|r| Reference {
-        idx: r.idx,
-        uri: r.uri,
+    let bad = || ListError::Malformed("status.status_list needs idx and uri".into());
+    let v: Value = serde_json::from_str(status).map_err(|_| bad())?;
+    let Value::Object(o) = v else {
+        return Err(bad());
+    };
+    let list = match o.get("status_list") {
+        None | Some(Value::Null) => return Ok(None),
+        Some(l) => l,
+    };
+    let idx = list.get("idx").and_then(Value::as_u64).ok_or_else(bad)?;
+    let uri = list.get("uri").and_then(Value::as_str).ok_or_else(bad)?;
+    Ok(Some(Reference {
+        idx,
+        uri: uri.to_string(),
     }))
 }
 
@@ -122,18 +122,6 @@ pub struct Accepted {
     pub exp_s: Option<u64>,
 }
 
-#[derive(Deserialize)]
-struct ListPayload {
-    status_list: ListClaim,
-    ttl: Option<f64>,
-}
-
-#[derive(Deserialize)]
-struct ListClaim {
-    bits: u8,
-    lst: String,
-}
-
 /// Checks a decoded list token whose signature the caller has verified:
 /// its `typ`, that its `sub` is the `uri` it was fetched from, that it is
 /// issued and not expired, and inflates its list up to `max_size` bytes.
@@ -152,18 +140,25 @@ pub fn accept(d: &Decoded, uri: &str, now_s: u64, max_size: usize) -> Result<Acc
     if exp_s.is_some_and(|e| e <= now_s) {
         return bad("expired");
     }
-    let p: ListPayload = serde_json::from_str(d.payload_json)
+    let p: Value = serde_json::from_str(d.payload_json)
         .map_err(|e| ListError::Malformed(format!("status_list: {e}")))?;
-    if !matches!(p.status_list.bits, 1 | 2 | 4 | 8) {
+    let list = p.get("status_list");
+    let bits = list.and_then(|l| l.get("bits")).and_then(Value::as_u64);
+    let Some(bits @ (1 | 2 | 4 | 8)) = bits else {
         return bad("bits is not 1, 2, 4 or 8");
-    }
-    let ttl_s = match p.ttl {
-        None => None,
-        Some(t) if t.is_finite() && t > 0.0 => Some(t as u64),
-        Some(_) => return bad("ttl is not a positive number"),
+    };
+    let Some(lst) = list.and_then(|l| l.get("lst")).and_then(Value::as_str) else {
+        return bad("no lst");
+    };
+    let ttl_s = match p.get("ttl") {
+        None | Some(Value::Null) => None,
+        Some(t) => match t.as_f64() {
+            Some(t) if t.is_finite() && t > 0.0 => Some(t as u64),
+            _ => return bad("ttl is not a positive number"),
+        },
     };
     let compressed = URL_SAFE_NO_PAD
-        .decode(p.status_list.lst.as_bytes())
+        .decode(lst.as_bytes())
         .map_err(|_| ListError::Malformed("lst is not base64url".into()))?;
     let bytes = miniz_oxide::inflate::decompress_to_vec_zlib_with_limit(&compressed, max_size)
         .map_err(|e| match e.status {
@@ -174,7 +169,7 @@ pub fn accept(d: &Decoded, uri: &str, now_s: u64, max_size: usize) -> Result<Acc
         })?;
     Ok(Accepted {
         list: StatusList {
-            bits: p.status_list.bits,
+            bits: bits as u8,
             bytes,
         },
         ttl_s,
