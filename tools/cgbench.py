@@ -39,7 +39,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench  # noqa: E402  (tools/bench.py: listeners, keys, tokens, Envoy process)
 
 SCENARIOS = ["none", "wasm_noop", "native", "native_cache", "wasm_host", "wasm_host_rev",
-             "wasm_alt", "wasm_cache", "wasm_cache_rev", "wasm_pure"]
+             "wasm_alt", "wasm_cache", "wasm_cache_rev", "wasm_pure", "wasm_cache_opaque",
+             "wasm_opaque_call"]
 EVENTS = ("Ir", "I1mr", "D1mr", "D1mw", "DLmr", "DLmw", "ILmr", "Bcm")
 
 
@@ -72,7 +73,7 @@ def read_dump(path):
                 continue
             head = line[:1]
             if head.isdigit() or head in "+-*":
-                if events and ob == "???" and fn.startswith("0x") and int(fn, 16) >= 1 << 32:
+                if events and ob == "???" and fn.startswith("0x") and int(fn.split("'")[0], 16) >= 1 << 32:
                     for ev, v in zip(events, line.split()[1:]):
                         if ev in wasm:
                             wasm[ev] += int(v)
@@ -184,6 +185,14 @@ def measure_all(ctx, args):
     listeners = [(s, bench.scenario_filters(ctx, s, srv, set())) for s in scenarios]
     servers = [srv] + ([ctx.revocation_list()] if any(s in bench.REV_OF for s in scenarios)
                        else [])
+    opaque = {}
+    if any(s in bench.OPAQUE for s in scenarios):
+        auth = ctx.auth_server()
+        servers.append(auth)
+        one = auth.issue(exp_in=3 * 3600)
+        # the repeated token, and a fresh one per request for the uncached row
+        opaque["wasm_cache_opaque"] = [one] * (n + warm)
+        opaque["wasm_opaque_call"] = [auth.issue(exp_in=3 * 3600) for _ in range(n + warm)]
     env = bench.make_envoy(ctx, "callgrind-envoy", listeners, servers)
     bench.log("starting Envoy under callgrind (slow)")
     env.start(timeout=900)
@@ -207,6 +216,7 @@ def measure_all(ctx, args):
             if checks and alg not in s_algs:
                 continue
             toks = ([repeated[alg]] * (n + warm)) if mode == "repeated" else pools[alg]
+            toks = opaque.get(s, toks)
             requests(env.ports[s], toks[:warm])
             codes = {}
 
