@@ -1738,3 +1738,118 @@ fn a_phantom_jwt_is_verified_and_forwarded_and_failures_are_503_or_502() {
     assert_eq!(w.m.get(Metric::IntrospectionErrorUnavailable), 1);
     assert_eq!(w.m.get(Metric::IntrospectionErrorPhantom), 1);
 }
+
+/// The answer `body` for a call sent at `now`, with a Cache-Control header.
+fn answered<'a>(body: &'a str, cache_control: Option<&str>) -> Answer<'a> {
+    let mut a = ok(body);
+    a.cache.cache_control = cache_control.map(str::to_string);
+    a
+}
+
+#[test]
+fn a_result_lives_the_least_of_exp_max_age_and_cache_ttl() {
+    let now = now_ms();
+    let exp = now / 1000 + 100;
+    let body = format!(r#"{{"active":true,"sub":"a","iss":"https://idp","exp":{exp}}}"#);
+    // (cache_ttl, Cache-Control, expected lifetime in seconds)
+    for (ttl, cc, life) in [
+        (300, None, 100),              // the token's exp
+        (30, None, 30),                // cache_ttl
+        (300, Some("max-age=20"), 20), // the answer's max-age
+        (300, Some("no-store"), 0),    // not kept
+    ] {
+        let s = MemoryStore::default();
+        let mut w = Worker::new(intro_config(&format!(r#","cache_ttl":{ttl}"#)), "w");
+        let id = introspection_id(&w.auth(&s, now, "opaque-life"));
+        w.e.fetch_done(
+            &s,
+            &w.m,
+            now,
+            0,
+            Doc::Introspection(id),
+            &answered(&body, cc),
+        );
+        let mut other = Worker::new(intro_config(&format!(r#","cache_ttl":{ttl}"#)), "o");
+        let at = |secs: u64| now + secs * 1000;
+        if life == 0 {
+            assert!(matches!(
+                other.auth(&s, at(0), "opaque-life"),
+                Verdict::Wait { dispatch: true, .. }
+            ));
+            continue;
+        }
+        assert!(
+            other.auth(&s, at(life) - 1000, "opaque-life").is_allow(),
+            "{ttl} {cc:?}"
+        );
+        assert!(
+            !other.auth(&s, at(life) + 1, "opaque-life").is_allow(),
+            "{ttl} {cc:?}: past {life} s"
+        );
+    }
+}
+
+#[test]
+fn introspect_jwt_refuses_a_valid_jwt_the_server_says_is_inactive() {
+    let s = MemoryStore::default();
+    let mut w = Worker::new(intro_config(r#","introspect_jwt":true"#), "w");
+    let now = now_ms();
+    w.load(&s, now, &all_jwks());
+    let jwt = token("RS256", Some("rsa"));
+    let id = introspection_id(&w.auth(&s, now, &jwt));
+    let c = w.e.callout(&s, 0, Doc::Introspection(id), now).unwrap();
+    assert!(String::from_utf8(c.body.unwrap())
+        .unwrap()
+        .starts_with("token=eyJ"));
+    w.e.fetch_done(
+        &s,
+        &w.m,
+        now,
+        0,
+        Doc::Introspection(id),
+        &ok(r#"{"active":false}"#),
+    );
+    assert_eq!(w.auth(&s, now + 1, &jwt), Verdict::Deny(Refusal::Inactive));
+    // Active: the JWT passes, as itself (no phantom).
+    let other = token("ES256", Some("p256"));
+    let id = introspection_id(&w.auth(&s, now, &other));
+    w.e.fetch_done(
+        &s,
+        &w.m,
+        now,
+        0,
+        Doc::Introspection(id),
+        &ok(r#"{"active":true}"#),
+    );
+    let g = grant(w.auth(&s, now + 1, &other));
+    assert!(!g.strip_token && g.headers.iter().all(|(k, _)| k != "authorization"));
+}
+
+#[test]
+fn the_endpoint_can_come_from_discovery() {
+    let s = MemoryStore::default();
+    let cfg = Config::parse(
+        br#"{"discovery_uri":"http://idp:8080/.well-known/openid-configuration","issuers":["https://idp"],
+             "introspection":{"client_id":"gw","client_secret":"pw"}}"#,
+    )
+    .unwrap();
+    let mut w = Worker::new(cfg, "w");
+    let now = now_ms();
+    // No endpoint yet: the metadata (and keys) first.
+    assert!(
+        matches!(
+            w.auth(&s, now, "opaque-d"),
+            Verdict::Wait { doc: Doc::Jwks, .. }
+        ) || matches!(w.auth(&s, now, "opaque-d"), Verdict::Wait { .. })
+    );
+    let meta = r#"{"issuer":"https://idp","jwks_uri":"http://idp:8080/jwks","introspection_endpoint":"http://idp:8080/oauth/introspect"}"#;
+    w.e.fetch_done(&s, &w.m, now, 0, Doc::Discovery, &ok(meta));
+    let jwks = all_jwks().to_string();
+    w.e.fetch_done(&s, &w.m, now, 0, Doc::Jwks, &ok(&jwks));
+    let id = introspection_id(&w.auth(&s, now + 10, "opaque-d"));
+    let c = w.e.callout(&s, 0, Doc::Introspection(id), now).unwrap();
+    assert!(c
+        .headers
+        .contains(&(":path".into(), "/oauth/introspect".into())));
+    assert_eq!(c.upstream, "idp:8080");
+}

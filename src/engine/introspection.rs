@@ -96,9 +96,11 @@ impl Engine {
             return Err(Refusal::Inactive);
         };
         let lease_ms = s.timeout_ms + 1000;
-        // An answer that carries a JWT is verified with the provider's keys:
-        // have them before calling.
-        if s.yields_jwt() && self.local_key_count(idx) == 0 {
+        // An answer that carries a JWT is verified with the provider's keys,
+        // and an endpoint from discovery comes with them: have them before
+        // calling.
+        let needs_keys = s.yields_jwt() || s.endpoint.is_none();
+        if needs_keys && self.local_key_count(idx) == 0 {
             let _ = self.sync(store, idx);
             if self.local_key_count(idx) == 0 && self.fetching(idx).is_some() {
                 if !may_wait {
@@ -166,6 +168,13 @@ impl Engine {
             // Recent calls failed: none for a while, whatever the token.
             return Err(Refusal::IntrospectionUnavailable);
         }
+        if self.introspection_endpoint(store, idx).is_none() {
+            log::warn!("jwt_jwks: no introspection endpoint: the discovery metadata names none");
+            return Err(Refusal::IntrospectionFailed("malformed"));
+        }
+        let Some(intro) = self.introspectors.get_mut(idx).and_then(|i| i.as_mut()) else {
+            return Err(Refusal::Inactive);
+        };
         let owner = self.owner.clone();
         match intro
             .cache
