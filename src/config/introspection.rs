@@ -217,18 +217,7 @@ pub(crate) fn parse_introspection(
         return Err(i.err("jwt_member", "set only with response \"json\""));
     }
     let phantom_header = match i.string("phantom_header")? {
-        Some(h)
-            if h.is_empty()
-                || !h
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') =>
-        {
-            return Err(i.err(
-                "phantom_header",
-                "must be a header name (letters, digits, - and _)",
-            ))
-        }
-        Some(h) => Some(h.to_ascii_lowercase()),
+        Some(h) => Some(crate::config::forward::header_name(&i, "phantom_header", &h)?),
         None => None,
     };
     let cache_ttl_s = i.count_in("cache_ttl", 300, 0, 86_400)?;
