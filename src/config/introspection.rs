@@ -217,7 +217,11 @@ pub(crate) fn parse_introspection(
         return Err(i.err("jwt_member", "set only with response \"json\""));
     }
     let phantom_header = match i.string("phantom_header")? {
-        Some(h) => Some(crate::config::forward::header_name(&i, "phantom_header", &h)?),
+        Some(h) => Some(crate::config::forward::header_name(
+            &i,
+            "phantom_header",
+            &h,
+        )?),
         None => None,
     };
     let cache_ttl_s = i.count_in("cache_ttl", 300, 0, 86_400)?;

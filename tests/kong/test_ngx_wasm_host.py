@@ -728,3 +728,30 @@ def test_an_inactive_opaque_token_is_401(host, fields):
         assert_invalid_token(env.request("main", "GET", "/api", bearer(tok)), tok, "not active")
     assert auth.calls() == 1
     assert not env.trap_lines()
+
+
+def test_introspection_failures_scope_and_no_token_in_the_log(host):
+    env, auth = _intro_setup(host, response="json", jwt_member="jwt", timeout=400,
+                             negative_cache_ttl=30)
+    good = auth.issue(scope="read")
+    auth.jwt_member = True
+    assert env.request("main", "GET", "/api", bearer(good)).status == 200
+    # a negative hit: one call for many requests
+    junk = auth.issue()
+    auth.revoke(junk)
+    for _ in range(4):
+        assert_invalid_token(env.request("main", "GET", "/api", bearer(junk)), junk, "not active")
+    assert auth.calls() == 2
+    # a tampered phantom JWT: 502
+    auth.tamper = True
+    assert env.request("main", "GET", "/api", bearer(auth.issue())).status == 502
+    auth.tamper = False
+    # slower than timeout: 503
+    auth.delay = 1.2
+    r = env.request("main", "GET", "/api", bearer(auth.issue()))
+    assert r.status == 503, r
+    auth.delay = 0
+    log = env.log_text()
+    for t in (good, junk):
+        assert t not in log
+    assert not env.trap_lines()
