@@ -33,7 +33,7 @@ ENVOY := $(VENV)/bin/envoy
 STAMP := $(VENV)/.installed
 E2E_ARGS ?=
 
-.PHONY: dist dist-repro oci-push oci-tools fleet build run test fmt-check clippy unit e2e setup clean fuzz fuzz-smoke fuzz-setup soak soak-short bench bench-crypto bench-callgrind bench-floor floor-patch-check wrk kong-schema test-kong
+.PHONY: dist dist-repro oci-push oci-tools fleet build run test fmt-check clippy unit e2e setup clean fuzz fuzz-smoke fuzz-setup soak soak-short bench bench-kong bench-crypto bench-callgrind bench-floor floor-patch-check wrk kong-schema test-kong
 BENCH_ARGS ?=
 FUZZ_TARGETS := token json jwks config request verify revocations statuslist introspection
 FUZZ_SECONDS ?= 120
@@ -135,6 +135,12 @@ $(FLOOR_WASM): Cargo.toml Cargo.lock $(shell find src -name '*.rs') tools/floor.
 	    --target $(WASM_TARGET) --manifest-path "$$d"/Cargo.toml
 
 # Timed (wrk), then counted under callgrind when valgrind is installed.
+# Kong's engine: NGX_WASM_NGINX=/path/to/nginx make bench-kong (an nginx built with
+# ngx_wasm_module; see kong/README.md). Not part of make test.
+bench-kong: setup build wrk $(NOOP_WASM)
+	@test -n "$(NGX_WASM_NGINX)" || { echo "set NGX_WASM_NGINX to an nginx built with ngx_wasm_module"; exit 2; }
+	$(PY) tools/bench_kong.py --nginx $(abspath $(NGX_WASM_NGINX)) --noop $(abspath $(NOOP_WASM)) $(BENCH_ARGS)
+
 bench-floor: setup build wrk $(FLOOR_WASM)
 	JWT_JWKS_WASM=$(abspath $(WASM)) ENVOY_BIN=$(abspath $(ENVOY)) $(PY) tools/bench.py \
 	  --alt $(abspath $(FLOOR_WASM)) --only native,wasm_host,wasm_alt --skip-extras $(BENCH_ARGS)
