@@ -1853,3 +1853,33 @@ fn the_endpoint_can_come_from_discovery() {
         .contains(&(":path".into(), "/oauth/introspect".into())));
     assert_eq!(c.upstream, "idp:8080");
 }
+
+#[test]
+fn deny_entries_apply_to_introspected_claims_cached_or_not() {
+    let s = MemoryStore::default();
+    let now = now_ms();
+    let cfg = config(
+        r#","issuers":["https://idp"],"admin_token":"admin-token-0123456789","introspection":{"endpoint":"http://idp:8080/introspect","client_id":"gw","client_secret":"pw"}"#,
+    );
+    let mut w = Worker::new(cfg, "w");
+    let id = introspection_id(&w.auth(&s, now, "opaque-mallory"));
+    let body = format!(
+        r#"{{"active":true,"sub":"mallory","iss":"https://idp","exp":{}}}"#,
+        now / 1000 + 300
+    );
+    w.e.fetch_done(&s, &w.m, now, 0, Doc::Introspection(id), &ok(&body));
+    assert!(w.auth(&s, now + 1, "opaque-mallory").is_allow());
+    assert!(
+        w.auth(&s, now + 2, "opaque-mallory").is_allow(),
+        "from the token cache"
+    );
+    let doc = format!(
+        r#"{{"entries":[{{"type":"sub","value":"mallory","exp":{}}}]}}"#,
+        now / 1000 + 600
+    );
+    w.e.revocations_add(&s, doc.as_bytes(), now).unwrap();
+    assert_eq!(
+        w.auth(&s, now + 3, "opaque-mallory"),
+        Verdict::Deny(Refusal::Revoked("sub"))
+    );
+}

@@ -26,6 +26,7 @@ use crate::keys::freshness::{self, Source};
 use crate::keys::layout;
 use crate::keys::refresh::{Answer, Doc, Trigger};
 use crate::metrics::{Metric, Metrics};
+use crate::revoke::index::{Subject, SubjectRef};
 use crate::store::SharedStore;
 use crate::token::jose;
 
@@ -272,11 +273,33 @@ impl Engine {
         let provider = self.cfg.providers.get(idx).ok_or(Refusal::Issuer)?;
         // Checked on every request: a cached answer outlives no claim.
         claims::check_claims(&d.claims, &provider.claims, now_ms / 1000)?;
+        let phantom_header = provider
+            .introspection
+            .as_ref()
+            .and_then(|s| s.phantom_header.clone());
+        // Deny entries apply to the introspected claims as to a JWT's.
+        let c = &d.claims;
+        let subject = SubjectRef {
+            iss: c.iss.as_deref(),
+            sub: c.sub.as_deref(),
+            client: c.client_id.as_deref().or(c.azp.as_deref()),
+            sid: c.sid.as_deref(),
+            jti: c.jti.as_deref(),
+            iat: c.iat.map(|i| i.0 as u64),
+            status: None,
+        };
+        if let Some(wait) = self.check_revoked(store, idx, &subject, now_ms, may_wait)? {
+            return Ok((wait, None));
+        }
+        let kept_subject = self
+            .revocations
+            .enabled()
+            .then(|| std::rc::Rc::new(Subject::of(&subject)));
         let mut grant: Grant = self.grant(&d, idx, rule)?;
         grant.strip_token = true;
-        if let (Some(jwt), Some(s)) = (&e.jwt, provider.introspection.as_ref()) {
-            match &s.phantom_header {
-                Some(h) => grant.headers.push((h.clone(), jwt.clone())),
+        if let Some(jwt) = &e.jwt {
+            match phantom_header {
+                Some(h) => grant.headers.push((h, jwt.clone())),
                 None => grant
                     .headers
                     .push(("authorization".to_string(), format!("Bearer {jwt}"))),
@@ -290,7 +313,7 @@ impl Engine {
             provider: idx,
             gen: self.providers.get(idx).map_or(0, |r| r.gen),
             valid_until_ms: Some(until),
-            subject: None,
+            subject: kept_subject,
             epoch: Some(known.epoch),
         });
         Ok((Verdict::Allow(grant), fresh))
