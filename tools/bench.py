@@ -224,7 +224,8 @@ class EnvoyProc:
     """One Envoy started from a JSON bootstrap, in its own process group."""
 
     def __init__(self, binary, workdir, name, config, admin_port, ports, cpu=None,
-                 log_level="warn"):
+                 log_level="warn", concurrency=1):
+        self.concurrency = concurrency
         self.binary = binary
         self.name = name
         self.config = config
@@ -240,7 +241,7 @@ class EnvoyProc:
     def spawn(self):
         with open(self.config_path, "w") as f:
             json.dump(self.config, f, indent=1)
-        cmd = [self.binary, "-c", self.config_path, "--concurrency", "1",
+        cmd = [self.binary, "-c", self.config_path, "--concurrency", str(self.concurrency),
                "--log-level", self.log_level, "--disable-hot-restart"]
         if self.cpu is not None:
             cmd = ["taskset", "-c", str(self.cpu)] + cmd  # taskset execs: same pid
@@ -417,7 +418,7 @@ def distinct_ports(n):
     return list(ports)
 
 
-def make_envoy(ctx, name, filters_by_listener, jwks_servers, cpu=None):
+def make_envoy(ctx, name, filters_by_listener, jwks_servers, cpu=None, concurrency=1):
     """filters_by_listener: [(listener name, [http filters])]."""
     ports = distinct_ports(len(filters_by_listener) + 1)
     admin_port = ports.pop()
@@ -427,7 +428,8 @@ def make_envoy(ctx, name, filters_by_listener, jwks_servers, cpu=None):
         lmap[lname] = port
         listeners.append(listener(lname, port, filters))
     cfg = bootstrap(admin_port, listeners, [jwks_cluster(s) for s in jwks_servers])
-    env = EnvoyProc(ctx.envoy_bin, ctx.workdir, name, cfg, admin_port, lmap, cpu=cpu)
+    env = EnvoyProc(ctx.envoy_bin, ctx.workdir, name, cfg, admin_port, lmap, cpu=cpu,
+                    concurrency=concurrency)
     ctx.envoys.append(env)
     return env
 
@@ -1040,6 +1042,27 @@ def startup_phase(ctx, report):
                 env.stop()
         report["startup"][label] = {"ready_s": median(times), "rss_kb": median(rss),
                                     "n": len(times)}
+    # Envoy with 1, 2, 4 and 8 workers (one VM each, plus the main thread's),
+    # once every worker has verified tokens: the cost of a worker
+    key = jose.key_for_alg("RS256", kid="mem-rs256")
+    keysrv = ctx.jwks({"keys": [key.jwk(alg="RS256")]})
+    tok = valid_token(key, "RS256")
+    for conc in (1, 2, 4, 8):
+        times, rss = [], []
+        for _ in range(ctx.args.startups):
+            env = make_envoy(ctx, "startup-%d" % len(ctx.envoys),
+                             [("w", [wasm_http_filter(ctx.wasm, wasm_base(keysrv))])], [keysrv],
+                             concurrency=conc)
+            try:
+                times.append(env.start())
+                for _ in range(conc * 8):  # fresh connections: spread over the workers
+                    http_get(env.ports["w"], "/", bearer(tok))
+                time.sleep(0.3)
+                rss.append(env.rss_kb())
+            finally:
+                env.stop()
+        report["startup"]["filter, --concurrency %d, tokens verified" % conc] = {
+            "ready_s": median(times), "rss_kb": median(rss), "n": len(times)}
 
 
 def cold_start_phase(ctx, report):
@@ -1297,7 +1320,7 @@ def print_report(ctx, report, rows, out=sys.stdout):
     w()
     w("start-up (Envoy spawn -> /ready LIVE; RSS once ready):")
     for label, v in report["startup"].items():
-        w("  %-28s %6.3f s   RSS %7.1f MiB   (%s)"
+        w("  %-44s %6.3f s   RSS %7.1f MiB   (%s)"
           % (label, v["ready_s"], (v["rss_kb"] or 0) / 1024,
              "median of %d starts" % v["n"] if v["n"] > 1 else "the benchmark Envoy"))
     w("  benchmark Envoy RSS: %.1f MiB after ready, %.1f MiB after the load (VmHWM %.1f MiB)"
@@ -1308,6 +1331,13 @@ def print_report(ctx, report, rows, out=sys.stdout):
     if base and one and base["rss_kb"] and one["rss_kb"]:
         w("  one wasm VM (main thread + 1 worker): +%.3f s to ready, +%.1f MiB RSS"
           % (one["ready_s"] - base["ready_s"], (one["rss_kb"] - base["rss_kb"]) / 1024))
+    per = [(c, report["startup"].get("filter, --concurrency %d, tokens verified" % c))
+           for c in (1, 2, 4, 8)]
+    per = [(c, v) for c, v in per if v and v["rss_kb"]]
+    if len(per) >= 2:
+        (c0, v0), (c1, v1) = per[0], per[-1]
+        w("  each worker beyond the first: +%.2f MiB RSS (concurrency %d -> %d)"
+          % ((v1["rss_kb"] - v0["rss_kb"]) / 1024 / (c1 - c0), c0, c1))
 
     if report.get("cold"):
         w()
