@@ -14,6 +14,7 @@ import os
 import random
 import re
 import sys
+import zlib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests", "e2e"))
@@ -73,6 +74,18 @@ def main():
             put("revocations", block)
     put("revocations", '{"entries": [{"type": "sub", "value": "s", "exp": 1900000000}, '
                        '{"type": "not_before", "value": 1799999500, "iss": "i", "sub": "s", "exp": 1900000000}]}')
+    # status lists: list tokens of each width (unsigned: the target checks no signature)
+    for bits, data in ((1, b"\xb9\xa3"), (2, b"\xc9\x44\xf9"), (4, b"\x21\xf0"), (8, b"\x00\x07")):
+        payload = {"sub": "https://l/1", "iat": 1, "ttl": 60,
+                   "status_list": {"bits": bits, "lst": jose.b64u(zlib.compress(data))}}
+        put("statuslist", jose.compact({"alg": "ES256", "typ": "statuslist+jwt"}, payload))
+    put("statuslist", '{"status_list":{"idx":7,"uri":"https://l/1"}}')
+    # introspection answers: a selector byte (format, status), then the body
+    for sel, body in ((0, '{"active":true,"sub":"a","scope":"x y","exp":5}'),
+                      (0, '{"active":false}'), (1, '{"active":true,"jwt":"a.b.c"}'),
+                      (2, "a.b.c"), (3, "h.p.s"), (4, '{"access_token":"a.b.c","expires_in":60}'),
+                      (8, '{"error":"invalid_grant"}')):
+        put("introspection", bytes([sel]) + body.encode())
     put("config", '{"jwks_uri":"http://idp/jwks","providers":[],"rules":[{"path":"/x"}]}')
     put("config", json.dumps({"jwks_uri": "https://a/b", "cache_ttl": 3600, "timeout": 5000,
                               "ssl_verify": False, "key_claim_name": "iss",
