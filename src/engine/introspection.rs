@@ -278,16 +278,7 @@ impl Engine {
             .as_ref()
             .and_then(|s| s.phantom_header.clone());
         // Deny entries apply to the introspected claims as to a JWT's.
-        let c = &d.claims;
-        let subject = SubjectRef {
-            iss: c.iss.as_deref(),
-            sub: c.sub.as_deref(),
-            client: c.client_id.as_deref().or(c.azp.as_deref()),
-            sid: c.sid.as_deref(),
-            jti: c.jti.as_deref(),
-            iat: c.iat.map(|i| i.0 as u64),
-            status: None,
-        };
+        let subject = SubjectRef::of_claims(&d.claims, None);
         if let Some(wait) = self.check_revoked(store, idx, &subject, now_ms, may_wait)? {
             return Ok((wait, None));
         }
@@ -499,10 +490,7 @@ impl Engine {
                 jwt: None,
                 cap_s,
             } => {
-                let exp_s = claims
-                    .as_deref()
-                    .and_then(|c| jose::Claims::parse(c).ok())
-                    .and_then(|c| c.exp.map(|e| e.0 as u64));
+                let exp_s = claims_exp(claims.as_deref());
                 Ok(Checked::Active {
                     claims,
                     jwt: None,
@@ -571,10 +559,7 @@ impl Engine {
                 match answer::read_signed_payload(d.payload_json)? {
                     Reading::Inactive => Ok(Checked::Inactive),
                     Reading::Active { claims, .. } => {
-                        let exp_s = claims
-                            .as_deref()
-                            .and_then(|c| jose::Claims::parse(c).ok())
-                            .and_then(|c| c.exp.map(|e| e.0 as u64));
+                        let exp_s = claims_exp(claims.as_deref());
                         Ok(Checked::Active {
                             claims,
                             jwt: None,
@@ -686,6 +671,12 @@ enum Checked {
         cap_s: Option<u64>,
     },
     Inactive,
+}
+
+/// The `exp` of RFC 7662 claims (JSON object text), if they have one.
+fn claims_exp(claims: Option<&str>) -> Option<u64> {
+    let c = jose::Claims::parse(claims?).ok()?;
+    c.exp.map(|e| e.0 as u64)
 }
 
 /// The refusal a failed entry stands for.

@@ -321,15 +321,7 @@ impl Engine {
             (true, Some(raw)) => status::reference(raw).map_err(|_| Refusal::StatusReference)?,
             _ => None,
         };
-        let subject = SubjectRef {
-            iss: c.iss.as_deref(),
-            sub: c.sub.as_deref(),
-            client: c.client_id.as_deref().or(c.azp.as_deref()),
-            sid: c.sid.as_deref(),
-            jti: c.jti.as_deref(),
-            iat: c.iat.map(|i| i.0 as u64),
-            status: status_ref.as_ref(),
-        };
+        let subject = SubjectRef::of_claims(c, status_ref.as_ref());
         if let Some(wait) = self.check_revoked(store, idx, &subject, now_ms, may_wait)? {
             return Ok((wait, None));
         }

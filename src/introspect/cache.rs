@@ -307,11 +307,7 @@ impl Cache {
                 s.attempt = 0;
                 s.next_attempt_ms = 0;
             } else {
-                let delay = BACKOFF_FIRST_MS
-                    .saturating_mul(1 << s.attempt.min(10))
-                    .min(BACKOFF_MAX_MS);
-                s.attempt = s.attempt.saturating_add(1);
-                s.next_attempt_ms = now_ms + delay;
+                s.back_off(now_ms, BACKOFF_FIRST_MS, BACKOFF_MAX_MS);
             }
             true
         })?;

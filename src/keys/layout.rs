@@ -210,6 +210,22 @@ impl FetchState {
         !self.lease_owner.is_empty() && self.lease_until_ms > now_ms
     }
 
+    /// Takes the fetch lease for `owner` until `until_ms`.
+    pub fn take_lease(&mut self, owner: &str, until_ms: u64) {
+        self.lease_owner = owner.to_string();
+        self.lease_until_ms = until_ms;
+    }
+
+    /// Records a failed attempt: the next one waits `first_ms`, doubling
+    /// with each failure in a row, at most `max_ms`.
+    pub fn back_off(&mut self, now_ms: u64, first_ms: u64, max_ms: u64) {
+        let delay = first_ms
+            .saturating_mul(1 << self.attempt.min(20))
+            .min(max_ms);
+        self.attempt = self.attempt.saturating_add(1);
+        self.next_attempt_ms = now_ms + delay;
+    }
+
     pub fn has_keys(&self) -> bool {
         self.expires_at_ms != 0
     }

@@ -9,6 +9,7 @@ use std::rc::Rc;
 
 use crate::revoke::entry::{Entry, Kind, Target};
 use crate::revoke::status::Reference;
+use crate::token::jose::Claims;
 
 /// The claims a deny entry can match, borrowed from a verified token (or
 /// from the token cache, which keeps an owned copy: [`Subject`]).
@@ -24,6 +25,22 @@ pub struct SubjectRef<'a> {
     pub iat: Option<u64>,
     /// Its place in a status list (when its provider checks them).
     pub status: Option<&'a Reference>,
+}
+
+impl<'a> SubjectRef<'a> {
+    /// What deny entries can match in a token's claims (`client_id`, else
+    /// `azp`, is the client).
+    pub fn of_claims(c: &'a Claims<'a>, status: Option<&'a Reference>) -> SubjectRef<'a> {
+        SubjectRef {
+            iss: c.iss.as_deref(),
+            sub: c.sub.as_deref(),
+            client: c.client_id.as_deref().or(c.azp.as_deref()),
+            sid: c.sid.as_deref(),
+            jti: c.jti.as_deref(),
+            iat: c.iat.map(|i| i.0 as u64),
+            status,
+        }
+    }
 }
 
 /// A [`SubjectRef`] that owns its text, kept with a cached verdict.

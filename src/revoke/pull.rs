@@ -47,8 +47,7 @@ pub fn try_acquire(
         if s.lease_held(now_ms) || now_ms < s.refresh_at_ms || now_ms < s.next_attempt_ms {
             return false;
         }
-        s.lease_owner = owner.to_string();
-        s.lease_until_ms = now_ms + timeout_ms + LEASE_MARGIN_MS;
+        s.take_lease(owner, now_ms + timeout_ms + LEASE_MARGIN_MS);
         true
     })?;
     Ok(took)
@@ -172,11 +171,7 @@ pub fn complete(
                 s.fetch_failure += 1;
                 s.last_error = Some(e.clone());
                 s.last_error_at_ms = now_ms;
-                let delay = RETRY_BASE_MS
-                    .saturating_mul(1 << s.attempt.min(20))
-                    .min(src.interval_s * 1000);
-                s.attempt = s.attempt.saturating_add(1);
-                s.next_attempt_ms = now_ms + delay;
+                s.back_off(now_ms, RETRY_BASE_MS, src.interval_s * 1000);
             }
         }
         true

@@ -79,8 +79,7 @@ pub fn try_acquire(
         if answer != Acquire::Acquired {
             return false;
         }
-        s.lease_owner = owner.to_string();
-        s.lease_until_ms = now_ms + timeout_ms + LEASE_MARGIN_MS;
+        s.take_lease(owner, now_ms + timeout_ms + LEASE_MARGIN_MS);
         true
     })?;
     Ok(answer)
@@ -182,11 +181,7 @@ pub fn complete(
                 s.fetch_failure += 1;
                 s.last_error = Some(e.clone());
                 s.last_error_at_ms = now_ms;
-                let delay = RETRY_BASE_MS
-                    .saturating_mul(1 << s.attempt.min(20))
-                    .min(MAX_RETRY_MS);
-                s.attempt = s.attempt.saturating_add(1);
-                s.next_attempt_ms = now_ms + delay;
+                s.back_off(now_ms, RETRY_BASE_MS, MAX_RETRY_MS);
             }
         }
         true
