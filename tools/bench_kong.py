@@ -80,7 +80,7 @@ def filter_config(name, jwks, auth):
     return base
 
 
-def nginx_conf(workdir, wasm, noop, servers, upstream_port, workers):
+def nginx_conf(workdir, wasm, noop, servers, upstream_port, workers, flags=()):
     """servers: [(name, port, module or None, filter config or None)]."""
     tmp = os.path.join(workdir, "tmp")
     lines = [
@@ -94,6 +94,12 @@ def nginx_conf(workdir, wasm, noop, servers, upstream_port, workers):
         "    module jwt_jwks %s;" % wasm,
         "    module noop %s;" % noop,
         "    shm_kv jwt_jwks 64m;",
+    ]
+    if flags:  # Kong: nginx_wasm_wasmtime_<name> = <value> in kong.conf
+        lines.append("    wasmtime {")
+        lines += ["        flag %s %s;" % tuple(f.split("=", 1)) for f in flags]
+        lines.append("    }")
+    lines += [
         "}",
         "http {",
         "    access_log off;",
@@ -235,7 +241,7 @@ def run(ctx, a, noop):
     ports = dict(zip(names + ["upstream"], free_ports(len(names) + 1)))
     servers = [(s, ports[s], SCENARIOS[s][2], filter_config(s, jwks, auth)) for s in names]
     ndir = os.path.join(ctx.workdir, "nginx-bench")
-    conf = nginx_conf(ndir, ctx.wasm, noop, servers, ports["upstream"], 1)
+    conf = nginx_conf(ndir, ctx.wasm, noop, servers, ports["upstream"], 1, a.wasmtime_flag)
     env = NginxProc(a.nginx, ndir, conf, {s: ports[s] for s in names}, cpu=ctx.envoy_cpu)
     ctx.envoys.append(env)
     ready = env.start()
@@ -284,7 +290,8 @@ def memory_phase(ctx, a, noop):
         port, up = free_ports(2)
         cfg = {"jwks_uri": jwks.url, "issuers": [ISS], "audiences": [AUD]}
         ndir = os.path.join(ctx.workdir, "nginx-mem-%d" % workers)
-        conf = nginx_conf(ndir, ctx.wasm, noop, [("main", port, "jwt_jwks", cfg)], up, workers)
+        conf = nginx_conf(ndir, ctx.wasm, noop, [("main", port, "jwt_jwks", cfg)], up, workers,
+                          a.wasmtime_flag)
         env = NginxProc(a.nginx, ndir, conf, {"main": port})
         ctx.envoys.append(env)
         ready = env.start()
@@ -310,6 +317,7 @@ def report(ctx, a, specs, mem, out=sys.stdout):
       % (os.cpu_count() or 1, version, " pinned to CPU 0" if ctx.envoy_cpu is not None else "",
          a.connections, a.rounds, a.duration))
     w("wasm:    %s (%d bytes)" % (ctx.wasm, os.path.getsize(ctx.wasm)))
+    w("wasmtime flags: %s" % (", ".join(a.wasmtime_flag) or "none (ngx_wasm_module's defaults)"))
     w()
     rows = []
     for sp in specs:
@@ -345,6 +353,8 @@ def main(argv=None):
     p.add_argument("--only", default="", help="comma-separated scenarios (none always runs)")
     p.add_argument("--no-pin", action="store_true")
     p.add_argument("--skip-memory", action="store_true")
+    p.add_argument("--wasmtime-flag", action="append", default=[], metavar="NAME=VALUE",
+                   help="a `flag NAME VALUE;` in wasmtime{} (e.g. opt_level=speed)")
     a = p.parse_args(argv)
     a.only = [s for s in a.only.split(",") if s]
     missing = [what for what, ok in (
