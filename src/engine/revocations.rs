@@ -215,7 +215,7 @@ impl Engine {
             json!({
                 "entries": l.count,
                 "bytes": bytes(&l.names),
-                "generation": l.gen,
+                "generation": l.gen.gen,
             })
         });
         let pulled: Vec<Value> = self
@@ -233,7 +233,7 @@ impl Engine {
                     "uri": src.endpoint.uri,
                     "entries": list.count,
                     "bytes": bytes(&list.names),
-                    "generation": list.gen,
+                    "generation": list.gen.gen,
                     "fetched_at": st.fetched_at_ms / 1000,
                     "age": (st.fetched_at_ms != 0).then(|| now_ms.saturating_sub(st.fetched_at_ms) / 1000),
                     "next_pull_at": st.refresh_at_ms.max(st.next_attempt_ms) / 1000,

@@ -163,7 +163,7 @@ impl Engine {
         };
         let _ = s.sync(store, true);
         let busy = layout::read_state(store, &s.names).is_ok_and(|st| st.lease_held(now_ms));
-        (s.gen, busy)
+        (s.gen.gen, busy)
     }
 
     pub(super) fn status_callout(&self, store: &dyn SharedStore, slot: u32) -> Option<Callout> {
@@ -288,7 +288,7 @@ impl Engine {
                     "bits": s.list.as_ref().map(|l| l.bits),
                     "statuses": s.list.as_ref().map(StatusList::len),
                     "bytes": s.list.as_ref().map(|l| l.bytes.len()),
-                    "generation": s.gen,
+                    "generation": s.gen.gen,
                     "fetched_at": st.fetched_at_ms / 1000,
                     "age": (st.fetched_at_ms != 0).then(|| now_ms.saturating_sub(st.fetched_at_ms) / 1000),
                     "refresh_at": st.refresh_at_ms / 1000,

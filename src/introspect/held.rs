@@ -10,10 +10,8 @@ use crate::store::SharedStore;
 /// One provider's introspection as this VM holds it.
 pub struct Introspector {
     pub cache: Cache,
-    /// The cache's epoch as last read, and the marker of the next one.
-    epoch: u64,
-    next: String,
-    loaded: bool,
+    /// The cache's epoch as this VM last saw it.
+    epoch: layout::Generation,
 }
 
 /// A call this VM sent.
@@ -30,22 +28,15 @@ impl Introspector {
     pub fn new(tag: &str, s: &IntrospectionSettings) -> Introspector {
         Introspector {
             cache: Cache::new(tag, s.max_entries),
-            epoch: 0,
-            next: String::new(),
-            loaded: false,
+            epoch: layout::Generation::default(),
         }
     }
 
     /// The cache's epoch (one marker lookup while it has not moved).
     pub fn sync(&mut self, store: &dyn SharedStore) -> u64 {
-        let moved = !self.loaded || layout::has_marker(store, &self.next).unwrap_or(true);
-        if moved {
-            if let Ok(e) = self.cache.epoch(store) {
-                self.epoch = e;
-                self.next = self.cache.names.marker(e + 1);
-                self.loaded = true;
-            }
+        if let Err(e) = self.epoch.sync(store, &self.cache.names, false) {
+            log::warn!("jwt_jwks: reading the introspection cache's epoch failed: {e}");
         }
-        self.epoch
+        self.epoch.gen
     }
 }

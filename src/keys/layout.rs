@@ -236,6 +236,40 @@ impl FetchState {
     }
 }
 
+/// A worker's view of one shared record's generation, kept in step by its
+/// markers: while the next generation's marker is absent (one lookup that
+/// copies nothing into the VM), the generation has not moved.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Generation {
+    pub gen: u64,
+    next: String,
+    loaded: bool,
+}
+
+impl Generation {
+    /// Re-reads the generation if it may have moved (`full`: read it
+    /// whatever the marker says); `true` when it changed, or was read for
+    /// the first time.
+    pub fn sync(
+        &mut self,
+        store: &dyn SharedStore,
+        names: &Names,
+        full: bool,
+    ) -> Result<bool, StoreError> {
+        if self.loaded && !full && !has_marker(store, &self.next)? {
+            return Ok(false);
+        }
+        let gen = read_gen(store, names)?;
+        if self.loaded && gen == self.gen {
+            return Ok(false);
+        }
+        self.gen = gen;
+        self.next = names.marker(gen + 1);
+        self.loaded = true;
+        Ok(true)
+    }
+}
+
 /// The shared key set.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct KeysRecord {

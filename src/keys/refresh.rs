@@ -172,7 +172,7 @@ pub fn next_request(p: &Provider, s: &FetchState, now_ms: u64) -> Option<Request
         return Some(Request {
             doc: Doc::Discovery,
             upstream: p.discovery_upstream.clone(),
-            headers: headers(
+            headers: get_headers(
                 d,
                 "application/json",
                 known.then_some(&s.discovery.etag).and_then(Option::as_ref),
@@ -192,7 +192,7 @@ pub fn next_request(p: &Provider, s: &FetchState, now_ms: u64) -> Option<Request
         } else {
             p.upstream.clone()
         },
-        headers: headers(
+        headers: get_headers(
             &e,
             "application/jwk-set+json, application/json",
             cached.then_some(&s.etag).and_then(Option::as_ref),
@@ -201,7 +201,10 @@ pub fn next_request(p: &Provider, s: &FetchState, now_ms: u64) -> Option<Request
     })
 }
 
-fn headers(
+/// The headers of a GET of `e`: pseudo-headers, `accept`, the user agent,
+/// and the validators of the last good answer (also the revocation and
+/// status list fetches').
+pub fn get_headers(
     e: &Endpoint,
     accept: &str,
     etag: Option<&String>,

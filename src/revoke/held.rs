@@ -17,9 +17,7 @@ pub const EXPIRY_SWEEP_S: u64 = 60;
 #[derive(Debug)]
 pub struct List {
     pub names: Names,
-    pub gen: u64,
-    next: String,
-    loaded: bool,
+    pub gen: layout::Generation,
     /// Live entries when last read (the index holds them).
     pub count: usize,
     /// When a pulled list was last fetched or confirmed (ms; 0: never), as
@@ -31,9 +29,7 @@ impl List {
     fn new(names: Names) -> List {
         List {
             names,
-            gen: 0,
-            next: String::new(),
-            loaded: false,
+            gen: layout::Generation::default(),
             count: 0,
             fetched_at_ms: 0,
         }
@@ -42,17 +38,7 @@ impl List {
     /// Re-reads the list if its generation moved (`full`: read the
     /// generation itself); `true` when it changed.
     fn sync(&mut self, store: &dyn SharedStore, full: bool) -> Result<bool, StoreError> {
-        if self.loaded && !full && !layout::has_marker(store, &self.next)? {
-            return Ok(false);
-        }
-        let gen = layout::read_gen(store, &self.names)?;
-        if self.loaded && gen == self.gen {
-            return Ok(false);
-        }
-        self.gen = gen;
-        self.next = self.names.marker(gen + 1);
-        self.loaded = true;
-        Ok(true)
+        self.gen.sync(store, &self.names, full)
     }
 }
 

@@ -55,20 +55,12 @@ pub fn try_acquire(
 
 /// The request headers of a pull (validators of the last good answer).
 pub fn request_headers(src: &RevocationSource, s: &FetchState) -> Vec<(String, String)> {
-    let mut h = vec![
-        (":method".to_string(), "GET".to_string()),
-        (":path".to_string(), src.endpoint.path.clone()),
-        (":authority".to_string(), src.endpoint.authority.clone()),
-        (":scheme".to_string(), src.endpoint.scheme.clone()),
-        ("accept".to_string(), "application/json".to_string()),
-    ];
-    if let Some(e) = &s.etag {
-        h.push(("if-none-match".to_string(), e.clone()));
-    }
-    if let Some(l) = &s.last_modified {
-        h.push(("if-modified-since".to_string(), l.clone()));
-    }
-    h
+    crate::keys::refresh::get_headers(
+        &src.endpoint,
+        "application/json",
+        s.etag.as_ref(),
+        s.last_modified.as_ref(),
+    )
 }
 
 /// A pseudo-random share of a tenth of the interval, so that gateways

@@ -87,20 +87,12 @@ pub fn try_acquire(
 
 /// The request headers of a list fetch.
 pub fn request_headers(endpoint: &Endpoint, s: &FetchState) -> Vec<(String, String)> {
-    let mut h = vec![
-        (":method".to_string(), "GET".to_string()),
-        (":path".to_string(), endpoint.path.clone()),
-        (":authority".to_string(), endpoint.authority.clone()),
-        (":scheme".to_string(), endpoint.scheme.clone()),
-        (
-            "accept".to_string(),
-            "application/statuslist+jwt".to_string(),
-        ),
-    ];
-    if let Some(e) = &s.etag {
-        h.push(("if-none-match".to_string(), e.clone()));
-    }
-    h
+    crate::keys::refresh::get_headers(
+        endpoint,
+        "application/statuslist+jwt",
+        s.etag.as_ref(),
+        None,
+    )
 }
 
 /// What a fetch ended with.

@@ -15,9 +15,7 @@ pub struct Slot {
     pub provider: usize,
     pub endpoint: Endpoint,
     pub names: Names,
-    pub gen: u64,
-    next: String,
-    loaded: bool,
+    pub gen: layout::Generation,
     pub list: Option<StatusList>,
     /// Until when (ms) the list serves, as the shared state last said.
     pub usable_until_ms: u64,
@@ -30,11 +28,7 @@ impl Slot {
     /// Re-reads the list if its generation moved (`full`: read the
     /// generation itself); `true` when it changed.
     pub fn sync(&mut self, store: &dyn SharedStore, full: bool) -> Result<bool, StoreError> {
-        if self.loaded && !full && !layout::has_marker(store, &self.next)? {
-            return Ok(false);
-        }
-        let gen = layout::read_gen(store, &self.names)?;
-        if self.loaded && gen == self.gen {
+        if !self.gen.sync(store, &self.names, full)? {
             return Ok(false);
         }
         let (bytes, _) = store.get(&self.names.keys)?;
@@ -42,9 +36,6 @@ impl Slot {
         if let Some(list) = bytes.as_deref().and_then(StatusList::from_stored) {
             self.list = Some(list);
         }
-        self.gen = gen;
-        self.next = self.names.marker(gen + 1);
-        self.loaded = true;
         Ok(true)
     }
 
@@ -96,9 +87,7 @@ impl StatusLists {
             provider,
             names: status_fetch::names(&tag(), uri),
             endpoint,
-            gen: 0,
-            next: String::new(),
-            loaded: false,
+            gen: layout::Generation::default(),
             list: None,
             usable_until_ms: 0,
             used: false,
