@@ -214,5 +214,5 @@ bench-crypto: setup
 
 # The listeners of `make bench`, counted under callgrind instead of timed: the
 # same counts every run. Needs valgrind (Debian package).
-bench-callgrind: setup build
-	JWT_JWKS_WASM=$(abspath $(WASM)) ENVOY_BIN=$(abspath $(ENVOY)) $(PY) tools/cgbench.py $(BENCH_CALLGRIND_ARGS)
+bench-callgrind: setup build $(NOOP_WASM)
+	JWT_JWKS_WASM=$(abspath $(WASM)) ENVOY_BIN=$(abspath $(ENVOY)) $(PY) tools/cgbench.py --floor $(abspath $(NOOP_WASM)) $(BENCH_CALLGRIND_ARGS)

@@ -104,8 +104,11 @@ pub fn refusal(r: &Refusal, realm: &str, grpc: bool) -> LocalReply {
 }
 
 /// Whether the request is gRPC (answered with `grpc-status`).
-pub fn is_grpc(content_type: Option<&str>) -> bool {
-    content_type.is_some_and(|c| c.to_ascii_lowercase().starts_with("application/grpc"))
+pub fn is_grpc(content_type: Option<&[u8]>) -> bool {
+    const GRPC: &[u8] = b"application/grpc";
+    content_type
+        .and_then(|c| c.get(..GRPC.len()))
+        .is_some_and(|p| p.eq_ignore_ascii_case(GRPC))
 }
 
 #[cfg(test)]
@@ -198,7 +201,10 @@ mod tests {
             Some(14)
         );
         assert_eq!(refusal(&Refusal::Expired, "r", false).grpc_status, None);
-        assert!(is_grpc(Some("application/grpc+proto")));
-        assert!(!is_grpc(Some("application/json")));
+        assert!(is_grpc(Some(b"application/grpc+proto")));
+        assert!(is_grpc(Some(b"Application/GRPC")));
+        assert!(!is_grpc(Some(b"application/json")));
+        assert!(!is_grpc(Some(b"application/grp")));
+        assert!(!is_grpc(None));
     }
 }

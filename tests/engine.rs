@@ -797,7 +797,7 @@ fn token_with(iss: &str, extra: Value, key: &RS256KeyPair, kid: &str) -> String 
 
 fn grant(v: Verdict) -> jwt_jwks::engine::Grant {
     match v {
-        Verdict::Allow(g) => g,
+        Verdict::Allow(g) => jwt_jwks::engine::Grant::clone(&g),
         other => panic!("expected Allow, got {other:?}"),
     }
 }

@@ -38,7 +38,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import bench  # noqa: E402  (tools/bench.py: listeners, keys, tokens, Envoy process)
 
-SCENARIOS = ["none", "wasm_noop", "native", "native_cache", "wasm_host", "wasm_host_rev",
+SCENARIOS = ["none", "wasm_floor", "wasm_noop", "native", "native_cache", "wasm_host", "wasm_host_rev",
              "wasm_alt", "wasm_cache", "wasm_cache_default", "wasm_cache_rev", "wasm_pure",
              "wasm_cache_opaque",
              "wasm_opaque_call"]
@@ -110,6 +110,7 @@ class Callgrind:
         self.workdir = workdir
         self.pid = pid
         self.n = 0
+        self.last = None
 
     def ctl(self, *args):
         subprocess.run(["callgrind_control"] + list(args) + [str(self.pid)], check=True,
@@ -129,6 +130,7 @@ class Callgrind:
         deadline = time.monotonic() + 30
         while not os.path.exists(path) and time.monotonic() < deadline:
             time.sleep(0.1)
+        self.last = path
         return read_dump(path), secs
 
 
@@ -166,7 +168,7 @@ def run(args):
 def measure_all(ctx, args):
     keys = {alg: bench.jose.key_for_alg(alg, kid="bench-" + alg.lower()) for alg in bench.ALGS}
     doc = {"keys": [keys[alg].jwk(alg=alg) for alg in bench.ALGS]}
-    n, warm = args.requests, 20
+    n, warm = args.requests, args.warm
     algs = [a for a in args.algs.split(",") if a]
     pools = {alg: bench.mint_pool(keys[alg], alg, n + warm, os.cpu_count() or 1, 3 * 3600)
              for alg in algs}
@@ -183,6 +185,8 @@ def measure_all(ctx, args):
     scenarios = [s for s in SCENARIOS if s == "none" or not args.only or s in args.only]
     if not args.alt and "wasm_alt" in scenarios:
         scenarios.remove("wasm_alt")
+    if not args.floor and "wasm_floor" in scenarios:
+        scenarios.remove("wasm_floor")
     listeners = [(s, bench.scenario_filters(ctx, s, srv, set())) for s in scenarios]
     servers = [srv] + ([ctx.revocation_list()] if any(s in bench.REV_OF for s in scenarios)
                        else [])
@@ -204,6 +208,19 @@ def measure_all(ctx, args):
             if s in bench.REV_OF and not bench.wait_revoked(env, s, keys["RS256"], timeout=600):
                 raise bench.BenchError("%s never loads its revocation list" % s)
     cg = Callgrind(ctx.workdir, env.pid)
+    plan = []
+    for s in scenarios:
+        mode, s_algs, checks = bench.SCENARIOS[s]
+        for alg in (algs if checks else ["RS256"]):
+            if checks and alg not in s_algs:
+                continue
+            toks = ([repeated[alg]] * (n + warm)) if mode == "repeated" else pools[alg]
+            plan.append((s, alg if checks else "-", opaque.get(s, toks)))
+    # Every scenario warmed before the idle rate is taken: V8 compiles hot
+    # code again (optimized) in the background, which must not fall into
+    # the idle measurement nor into a later scenario's.
+    for s, _, toks in plan:
+        requests(env.ports[s], toks[:warm])
 
     idle_counts, idle_secs = cg.measure(lambda: time.sleep(args.idle))
     idle = {ev: idle_counts.get(ev, 0) / idle_secs for ev in EVENTS}
@@ -211,25 +228,22 @@ def measure_all(ctx, args):
     bench.log("idle Envoy: %.0f instructions per second" % idle["Ir"])
 
     rows = {}
-    for s in scenarios:
-        mode, s_algs, checks = bench.SCENARIOS[s]
-        for alg in (algs if checks else ["RS256"]):
-            if checks and alg not in s_algs:
-                continue
-            toks = ([repeated[alg]] * (n + warm)) if mode == "repeated" else pools[alg]
-            toks = opaque.get(s, toks)
-            requests(env.ports[s], toks[:warm])
-            codes = {}
+    for s, alg, toks in plan:
+        requests(env.ports[s], toks[max(0, warm - 20):warm])
+        codes = {}
 
-            def act():
-                codes.update(requests(env.ports[s], toks[warm:warm + n]))
+        def act():
+            codes.update(requests(env.ports[s], toks[warm:warm + n]))
 
-            counts, secs = cg.measure(act)
-            if codes != {200: n}:
-                raise bench.BenchError("%s %s: answers %s, expected %d x 200" % (s, alg, codes, n))
-            key = (s, alg if checks else "-")
-            rows[key] = per_request(counts, secs, idle, n)
-            bench.log("%s %s: %.0f instructions per request" % (key + (rows[key]["Ir"],)))
+        counts, secs = cg.measure(act)
+        if codes != {200: n}:
+            raise bench.BenchError("%s %s: answers %s, expected %d x 200" % (s, alg, codes, n))
+        key = (s, alg)
+        rows[key] = per_request(counts, secs, idle, n)
+        if args.keep:
+            os.makedirs(args.keep, exist_ok=True)
+            shutil.copy(cg.last, os.path.join(args.keep, "callgrind.%s.%s" % key))
+        bench.log("%s %s: %.0f instructions per request" % (key + (rows[key]["Ir"],)))
     return rows
 
 
@@ -275,7 +289,13 @@ def main(argv=None):
     p.add_argument("--requests", type=int, default=400, help="measured requests per run")
     p.add_argument("--algs", default="RS256,ES256")
     p.add_argument("--only", default="", help="comma-separated scenarios (none always runs)")
+    p.add_argument("--warm", type=int, default=20,
+                   help="requests per scenario before counting (V8 tiers up hot code)")
     p.add_argument("--idle", type=float, default=5.0, help="seconds of idle measurement")
+    p.add_argument("--floor", metavar="WASM",
+                   help="a do-nothing module (tools/noop), counted as wasm_floor")
+    p.add_argument("--keep", metavar="DIR",
+                   help="copy each scenario's callgrind dump here, for callgrind_annotate")
     p.add_argument("--alt", metavar="WASM",
                    help="another module, counted as wasm_alt with wasm_host's configuration")
     a = p.parse_args(sys.argv[1:] if argv is None else argv)
@@ -283,6 +303,7 @@ def main(argv=None):
     if "wasm_alt" in a.only and not a.alt:
         p.error("wasm_alt needs --alt WASM")
     a.alt = a.alt and os.path.abspath(a.alt)
+    a.floor = a.floor and os.path.abspath(a.floor)
     unknown = set(a.only) - set(SCENARIOS)
     if unknown or a.requests < 1:
         p.error("unknown scenario(s) %s or --requests < 1" % sorted(unknown))

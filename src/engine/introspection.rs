@@ -307,7 +307,7 @@ impl Engine {
             subject: kept_subject,
             epoch: Some(known.epoch),
         });
-        Ok((Verdict::Allow(grant), fresh))
+        Ok((Verdict::Allow(std::rc::Rc::new(grant)), fresh))
     }
 
     /// The callout of call `id`.

@@ -198,21 +198,10 @@ impl Engine {
         rule: Option<usize>,
         may_wait: bool,
     ) -> Verdict {
-        let cache = self.tokens.enabled();
-        if cache {
-            if let Some((grant, provider, subject)) = self.cached(store, token, rule, now_ms) {
-                // A revocation voids a cached verdict at once.
-                if let Some(s) = subject {
-                    match self.check_revoked(store, provider, &s.borrowed(), now_ms, may_wait) {
-                        Ok(None) => {}
-                        Ok(Some(wait)) => return wait,
-                        Err(r) => return Verdict::Deny(r),
-                    }
-                }
-                metrics.incr(Metric::TokenCacheHit);
-                return Verdict::Allow(grant);
-            }
+        if let Some(v) = self.from_cache(store, metrics, now_ms, token.as_bytes(), rule, may_wait) {
+            return v;
         }
+        let cache = self.tokens.enabled();
         // The decode buffers are taken out while the token borrows them, so
         // that `self` stays free.
         let mut scratch = std::mem::take(&mut self.scratch);
@@ -240,21 +229,51 @@ impl Engine {
         }
     }
 
+    /// The verdict for a token verified before, on the same rule, while it
+    /// still holds; `None` otherwise (then `authenticate` decides). Takes
+    /// the token as the request holds it: the cache only has tokens that
+    /// were read and verified, so equal bytes need no other check.
+    pub fn from_cache(
+        &mut self,
+        store: &dyn SharedStore,
+        metrics: &dyn Metrics,
+        now_ms: u64,
+        token: &[u8],
+        rule: Option<usize>,
+        may_wait: bool,
+    ) -> Option<Verdict> {
+        if !self.tokens.enabled() {
+            return None;
+        }
+        let (grant, provider, subject) = self.cached(store, token, rule, now_ms)?;
+        // A revocation voids a cached verdict at once.
+        if let Some(s) = subject {
+            match self.check_revoked(store, provider, &s.borrowed(), now_ms, may_wait) {
+                Ok(None) => {}
+                Ok(Some(wait)) => return Some(wait),
+                Err(r) => return Some(Verdict::Deny(r)),
+            }
+        }
+        metrics.incr(Metric::TokenCacheHit);
+        Some(Verdict::Allow(grant))
+    }
+
     fn cached(
         &mut self,
         store: &dyn SharedStore,
-        token: &str,
+        token: &[u8],
         rule: Option<usize>,
         now_ms: u64,
-    ) -> Option<(Grant, usize, Option<Rc<Subject>>)> {
-        let provider = self.tokens.provider_of(token)?;
+    ) -> Option<(Rc<Grant>, usize, Option<Rc<Subject>>)> {
+        let hit = self.tokens.lookup(token)?;
+        let provider = hit.provider;
         // The key set may have changed in another worker: read its
         // generation (and the introspection cache's epoch, if any).
         let gen = self.sync(store, provider).ok()?;
         let epoch = self.introspection_epoch(store, provider);
         let valid =
             |e: &token_cache::Entry| e.gen == gen && e.epoch.is_none_or(|x| Some(x) == epoch);
-        let (grant, subject) = self.tokens.get_with_subject(token, rule, now_ms, valid)?;
+        let (grant, subject) = self.tokens.take(hit, rule, now_ms, valid)?;
         Some((grant, provider, subject))
     }
 
@@ -346,7 +365,10 @@ impl Engine {
                 .then(|| Rc::new(Subject::of(&subject))),
             epoch,
         };
-        Ok((Verdict::Allow(self.grant(&d, idx, rule)?), Some(fresh)))
+        Ok((
+            Verdict::Allow(Rc::new(self.grant(&d, idx, rule)?)),
+            Some(fresh),
+        ))
     }
 
     /// The provider a token belongs to: the only one, or the one listing

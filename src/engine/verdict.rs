@@ -2,6 +2,8 @@
 //! allowed request carries upstream, a paused request, a callout to send.
 #![forbid(unsafe_code)]
 
+use std::rc::Rc;
+
 use crate::authz::refusal::Refusal;
 use crate::keys::refresh::Doc;
 use crate::token::find::Source;
@@ -9,8 +11,9 @@ use crate::token::find::Source;
 /// What to do with a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
-    /// Let the request through, with these changes.
-    Allow(Grant),
+    /// Let the request through, with these changes (shared with the
+    /// token cache: a hit hands out the grant without copying it).
+    Allow(Rc<Grant>),
     Deny(Refusal),
     /// Pause until `doc` of provider `provider` is in (new keys, or a
     /// status list). With `dispatch`, the caller holds the fetch lease and

@@ -2,7 +2,6 @@
 //! preflight), its token found and decided, paused while keys are fetched.
 #![forbid(unsafe_code)]
 
-use std::borrow::Cow;
 use std::cell::RefCell;
 use std::rc::Rc;
 
@@ -107,18 +106,19 @@ impl Http {
             ));
             return Action::Pause;
         };
-        let headers: Vec<(Cow<str>, Cow<str>)> =
-            pairs.into_iter().map(|(k, v)| (text(k), text(v))).collect();
+        let headers = pairs;
         // Envoy gives header names in lower case; ngx_wasm_module (Kong)
-        // as the client wrote them.
+        // as the client wrote them. Values stay bytes: only those the
+        // filter reads become text (the token's header among them).
         let get = |name: &str| {
             headers
                 .iter()
-                .find(|(k, _)| k.eq_ignore_ascii_case(name))
-                .map(|(_, v)| v.as_ref())
+                .find(|(k, _)| k.eq_ignore_ascii_case(name.as_bytes()))
+                .map(|(_, v)| *v)
         };
-        let method = get(":method").unwrap_or_default();
-        let path = get(":path").unwrap_or_default();
+        let method = get(":method").map(text).unwrap_or_default();
+        let path = get(":path").map(text).unwrap_or_default();
+        let (method, path) = (method.as_ref(), path.as_ref());
         let grpc = response::is_grpc(get("content-type"));
         let engine = self.engine.clone();
         let Ok(mut e) = engine.try_borrow_mut() else {
@@ -131,11 +131,17 @@ impl Http {
         };
         let m = self.metrics.clone();
 
+        let admin_token = e
+            .config()
+            .admin
+            .as_ref()
+            .and_then(|_| get("authorization"))
+            .map(text);
         match admin::route(
             e.config().admin.as_ref(),
             method,
             path,
-            get("authorization"),
+            admin_token.as_deref(),
         ) {
             Route::NotAdmin => {}
             Route::Reply(r) => {
@@ -155,7 +161,10 @@ impl Http {
         }
         // A client must never be able to forge what the filter forwards.
         for name in e.config().forwarded_headers() {
-            if headers.iter().any(|(k, _)| k.eq_ignore_ascii_case(name)) {
+            if headers
+                .iter()
+                .any(|(k, _)| k.eq_ignore_ascii_case(name.as_bytes()))
+            {
                 if let Err(err) = drop_header(name, e.host_is_envoy()) {
                     log::warn!("jwt_jwks: removing an incoming {name} failed: {err:?}");
                 }
@@ -191,7 +200,15 @@ impl Http {
             }
         };
         let now = now_ms();
-        let verdict = e.authenticate(&HostStore, m.as_ref(), now, &found.token, rule, true);
+        // A token seen before is answered from its bytes; only a new one is
+        // read as text and checked.
+        let verdict = match e.from_cache(&HostStore, m.as_ref(), now, found.bytes(), rule, true) {
+            Some(v) => v,
+            None => match found.token() {
+                Ok(token) => e.authenticate(&HostStore, m.as_ref(), now, &token, rule, true),
+                Err(r) => Verdict::Deny(r.into()),
+            },
+        };
         let Verdict::Wait {
             provider,
             dispatch: send_it,
@@ -200,6 +217,13 @@ impl Http {
         else {
             return conclude(&e, m.as_ref(), &verdict, &found.source, grpc, false);
         };
+        let token = match found.token() {
+            Ok(t) => t.into_owned(),
+            Err(r) => {
+                let v = Verdict::Deny(r.into());
+                return conclude(&e, m.as_ref(), &v, &no_source, grpc, false);
+            }
+        };
         let timeout = e
             .config()
             .providers
@@ -207,7 +231,7 @@ impl Http {
             .map_or(5000, |p| p.timeout_ms);
         let pending = Pending {
             context_id: self.id,
-            token: found.token,
+            token,
             source: found.source,
             grpc,
             provider,

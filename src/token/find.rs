@@ -2,6 +2,8 @@
 //! cookies (the seed plugin's order). The first found wins.
 #![forbid(unsafe_code)]
 
+use std::borrow::Cow;
+
 use crate::config::Config;
 
 /// Why a request's token cannot be taken (`authz::refusal` answers both
@@ -22,27 +24,58 @@ pub enum Source {
     Cookie(String),
 }
 
+/// A token, borrowed from the request where it can be, as the request
+/// holds it (any bytes): [`Found::token`] checks and reads it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Found {
-    pub token: String,
+pub struct Found<'a> {
+    raw: Cow<'a, [u8]>,
     pub source: Source,
+}
+
+impl Found<'_> {
+    /// The token's bytes, unchecked: what the token cache is looked up by
+    /// (it holds only tokens that [`Found::token`] accepted and that
+    /// verified, so a hit needs no other check).
+    pub fn bytes(&self) -> &[u8] {
+        &self.raw
+    }
+
+    /// The token as text. A comma in a header's token means the proxy
+    /// folded two headers into one (a JWT never holds a comma): ambiguous,
+    /// refused. Bytes that are not UTF-8 are read lossily (such a token
+    /// never verifies).
+    pub fn token(&self) -> Result<Cow<'_, str>, FindError> {
+        if matches!(self.source, Source::Header(_)) && self.raw.contains(&b',') {
+            return Err(FindError::DuplicateHeader);
+        }
+        Ok(text(&self.raw))
+    }
+}
+
+/// UTF-8 as is (the fast check, nearly always), anything else lossily
+/// (such a token never verifies, and is refused as malformed).
+fn text(bytes: &[u8]) -> Cow<'_, str> {
+    match std::str::from_utf8(bytes) {
+        Ok(s) => Cow::Borrowed(s),
+        Err(_) => String::from_utf8_lossy(bytes),
+    }
 }
 
 /// Strips a case-insensitive `Bearer ` scheme. For `Authorization` the
 /// scheme is required; other headers may carry the bare token.
-fn from_header(name: &str, value: &str) -> Option<String> {
-    let v = value.trim();
+fn from_header<'a>(name: &str, value: &'a [u8]) -> Option<&'a [u8]> {
+    let v = value.trim_ascii();
     let bearer = v
         .get(..7)
-        .filter(|p| p.eq_ignore_ascii_case("bearer "))
+        .filter(|p| p.eq_ignore_ascii_case(b"bearer "))
         .and_then(|_| v.get(7..))
-        .map(str::trim_start);
+        .map(<[u8]>::trim_ascii_start);
     match bearer {
-        Some(t) if !t.is_empty() => Some(t.to_string()),
+        Some(t) if !t.is_empty() => Some(t),
         Some(_) => None,
         None if name == "authorization" => None,
         None if v.is_empty() => None,
-        None => Some(v.to_string()),
+        None => Some(v),
     }
 }
 
@@ -82,62 +115,87 @@ fn query_param(path: &str, name: &str) -> Option<String> {
         .filter(|v| !v.is_empty())
 }
 
-fn cookie<'a, K: AsRef<str>, V: AsRef<str>>(headers: &'a [(K, V)], name: &str) -> Option<&'a str> {
+/// A cookie value without the double quotes around it.
+fn trim_quotes(mut v: &[u8]) -> &[u8] {
+    while let [b'"', rest @ ..] = v {
+        v = rest;
+    }
+    while let [rest @ .., b'"'] = v {
+        v = rest;
+    }
+    v
+}
+
+fn cookie<'a, K: AsRef<[u8]>, V: AsRef<[u8]>>(
+    headers: &'a [(K, V)],
+    name: &str,
+) -> Option<&'a [u8]> {
     headers
         .iter()
-        .filter(|(k, _)| k.as_ref().eq_ignore_ascii_case("cookie"))
-        .flat_map(|(_, v)| v.as_ref().split(';'))
-        .filter_map(|c| c.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v.trim_matches('"'))
+        .filter(|(k, _)| k.as_ref().eq_ignore_ascii_case(b"cookie"))
+        .flat_map(|(_, v)| v.as_ref().split(|b| *b == b';'))
+        .filter_map(|c| {
+            let c = c.trim_ascii();
+            let eq = c.iter().position(|b| *b == b'=')?;
+            Some((c.get(..eq)?, c.get(eq + 1..)?))
+        })
+        .find(|(k, _)| *k == name.as_bytes())
+        .map(|(_, v)| trim_quotes(v))
         .filter(|v| !v.is_empty())
 }
 
 /// Finds the request's token. `headers` are the request headers as the host
-/// gives them (names lower-case in Envoy and Kong), `path` is `:path`.
-pub fn extract<K: AsRef<str>, V: AsRef<str>>(
+/// gives them (names lower-case in Envoy and Kong; values any bytes),
+/// `path` is `:path`. A token from a header or cookie is borrowed from it.
+pub fn extract<'a, K: AsRef<[u8]>, V: AsRef<[u8]>>(
     cfg: &Config,
-    headers: &[(K, V)],
+    headers: &'a [(K, V)],
     path: &str,
-) -> Result<Option<Found>, FindError> {
+) -> Result<Option<Found<'a>>, FindError> {
     let found = find(cfg, headers, path)?;
     if let Some(f) = &found {
-        if f.token.len() > cfg.max_token_size {
+        if f.raw.len() > cfg.max_token_size {
             return Err(FindError::TooLarge);
         }
     }
     Ok(found)
 }
 
-fn find<K: AsRef<str>, V: AsRef<str>>(
+fn find<'a, K: AsRef<[u8]>, V: AsRef<[u8]>>(
     cfg: &Config,
-    headers: &[(K, V)],
+    headers: &'a [(K, V)],
     path: &str,
-) -> Result<Option<Found>, FindError> {
+) -> Result<Option<Found<'a>>, FindError> {
     for name in &cfg.header_names {
         let mut values = headers
             .iter()
-            .filter(|(k, _)| k.as_ref().eq_ignore_ascii_case(name));
+            .filter(|(k, _)| k.as_ref().eq_ignore_ascii_case(name.as_bytes()));
         let Some((_, first)) = values.next() else {
             continue;
         };
         let first = first.as_ref();
-        // A second header, or one the proxy folded into a comma-separated
-        // list (a JWT never holds a comma), is ambiguous: refuse it.
-        if values.next().is_some() || first.contains(',') {
+        // A second header is ambiguous: refused. So is one the proxy
+        // folded into a comma-separated list: `Found::token` refuses a
+        // comma in the token, here one outside it (the token is the value
+        // but for blanks and the scheme).
+        if values.next().is_some() {
             return Err(FindError::DuplicateHeader);
         }
-        if let Some(token) = from_header(name, first) {
-            return Ok(Some(Found {
-                token,
-                source: Source::Header(name.clone()),
-            }));
+        match from_header(name, first) {
+            Some(token) => {
+                return Ok(Some(Found {
+                    raw: Cow::Borrowed(token),
+                    source: Source::Header(name.clone()),
+                }))
+            }
+            None if first.contains(&b',') => return Err(FindError::DuplicateHeader),
+            None => {}
         }
     }
     for name in &cfg.uri_param_names {
         if let Some(token) = query_param(path, name) {
             return Ok(Some(Found {
-                token,
+                raw: Cow::Owned(token.into_bytes()),
                 source: Source::Query(name.clone()),
             }));
         }
@@ -145,7 +203,7 @@ fn find<K: AsRef<str>, V: AsRef<str>>(
     for name in &cfg.cookie_names {
         if let Some(token) = cookie(headers, name) {
             return Ok(Some(Found {
-                token: token.to_string(),
+                raw: Cow::Borrowed(token),
                 source: Source::Cookie(name.clone()),
             }));
         }
@@ -202,14 +260,14 @@ pub fn cookie_without(value: &[u8], name: &str) -> Option<Vec<u8>> {
 }
 
 /// Whether the request is a CORS preflight.
-pub fn is_preflight<K: AsRef<str>, V>(method: &str, headers: &[(K, V)]) -> bool {
+pub fn is_preflight<K: AsRef<[u8]>, V>(method: &str, headers: &[(K, V)]) -> bool {
     method == "OPTIONS"
         && headers
             .iter()
-            .any(|(k, _)| k.as_ref().eq_ignore_ascii_case("origin"))
+            .any(|(k, _)| k.as_ref().eq_ignore_ascii_case(b"origin"))
         && headers.iter().any(|(k, _)| {
             k.as_ref()
-                .eq_ignore_ascii_case("access-control-request-method")
+                .eq_ignore_ascii_case(b"access-control-request-method")
         })
 }
 
@@ -234,10 +292,9 @@ mod tests {
     fn bearer_scheme_is_case_insensitive() {
         let c = cfg("");
         for v in ["Bearer abc", "bearer abc", "BEARER   abc", "  Bearer abc  "] {
-            let f = extract(&c, &h(&[("authorization", v)]), "/")
-                .unwrap()
-                .unwrap();
-            assert_eq!(f.token, "abc", "{v}");
+            let one = h(&[("authorization", v)]);
+            let f = extract(&c, &one, "/").unwrap().unwrap();
+            assert_eq!(f.token().unwrap(), "abc", "{v}");
             assert_eq!(f.source, Source::Header("authorization".into()));
         }
         assert_eq!(
@@ -263,26 +320,25 @@ mod tests {
         ]);
         let f = extract(&c, &all, "/p?jwt=fromquery").unwrap().unwrap();
         assert_eq!(
-            (f.token.as_str(), f.source),
-            ("fromheader", Source::Header("x-jwt-token".into()))
+            (f.token().unwrap().into_owned(), f.source),
+            (
+                "fromheader".to_string(),
+                Source::Header("x-jwt-token".into())
+            )
         );
-        let f = extract(
-            &c,
-            &h(&[("cookie", "jwt=fromcookie")]),
-            "/p?x=1&jwt=fromquery",
-        )
-        .unwrap()
-        .unwrap();
-        assert_eq!(
-            (f.token.as_str(), f.source),
-            ("fromquery", Source::Query("jwt".into()))
-        );
-        let f = extract(&c, &h(&[("cookie", "a=1; jwt=fromcookie")]), "/p")
+        let only_cookie = h(&[("cookie", "jwt=fromcookie")]);
+        let f = extract(&c, &only_cookie, "/p?x=1&jwt=fromquery")
             .unwrap()
             .unwrap();
         assert_eq!(
-            (f.token.as_str(), f.source),
-            ("fromcookie", Source::Cookie("jwt".into()))
+            (f.token().unwrap().into_owned(), f.source),
+            ("fromquery".to_string(), Source::Query("jwt".into()))
+        );
+        let cookies = h(&[("cookie", "a=1; jwt=fromcookie")]);
+        let f = extract(&c, &cookies, "/p").unwrap().unwrap();
+        assert_eq!(
+            (f.token().unwrap().into_owned(), f.source),
+            ("fromcookie".to_string(), Source::Cookie("jwt".into()))
         );
         assert_eq!(extract(&c, NO_HEADERS, "/p?jwtx=1").unwrap(), None);
     }
@@ -292,8 +348,29 @@ mod tests {
         let c = cfg("");
         let two = h(&[("authorization", "Bearer a"), ("authorization", "Bearer b")]);
         assert_eq!(extract(&c, &two, "/"), Err(FindError::DuplicateHeader));
+        // A folded list: refused when the token is read, whether the comma
+        // is in what would be the token or outside it.
         let folded = h(&[("authorization", "Bearer a, Bearer b")]);
-        assert_eq!(extract(&c, &folded, "/"), Err(FindError::DuplicateHeader));
+        let f = extract(&c, &folded, "/").unwrap().unwrap();
+        assert_eq!(f.bytes(), b"a, Bearer b");
+        assert_eq!(f.token(), Err(FindError::DuplicateHeader));
+        let basic = h(&[("authorization", "Basic a, Basic b")]);
+        assert_eq!(extract(&c, &basic, "/"), Err(FindError::DuplicateHeader));
+        // Only a header's token: a query parameter may hold a comma.
+        let f = extract(&c, NO_HEADERS, "/?jwt=a%2Cb").unwrap().unwrap();
+        assert_eq!(f.token().unwrap(), "a,b");
+    }
+
+    #[test]
+    fn a_token_is_borrowed_as_the_request_holds_it() {
+        let c = cfg(r#","header_names":["Authorization","X-JWT-Token"]"#);
+        let raw: &[(&[u8], &[u8])] = &[(b"x-jwt-token", b" a.b\xff.c ")];
+        let f = extract(&c, raw, "/").unwrap().unwrap();
+        assert_eq!(f.bytes(), b"a.b\xff.c");
+        assert_eq!(f.token().unwrap(), "a.b\u{fffd}.c", "read lossily");
+        let quoted = h(&[("cookie", "jwt=\"\"q.r.s\"")]);
+        let f = extract(&c, &quoted, "/").unwrap().unwrap();
+        assert_eq!(f.token().unwrap(), "q.r.s");
     }
 
     #[test]
