@@ -22,6 +22,8 @@ pub mod revocation;
 pub mod rules;
 pub mod status_list;
 
+use std::sync::Arc;
+
 use serde_json::Value;
 
 use crate::crypto::alg::{Alg, AlgSet};
@@ -77,9 +79,10 @@ pub enum HostCryptoMode {
 pub struct Config {
     pub providers: Vec<Provider>,
     /// Lower-case header names, in search order.
-    pub header_names: Vec<String>,
-    pub uri_param_names: Vec<String>,
-    pub cookie_names: Vec<String>,
+    /// Shared with the `Source` of every token found (no copy a request).
+    pub header_names: Vec<Arc<str>>,
+    pub uri_param_names: Vec<Arc<str>>,
+    pub cookie_names: Vec<Arc<str>>,
     pub max_token_size: usize,
     pub run_on_preflight: bool,
     pub key_claim: KeyClaim,
@@ -415,7 +418,7 @@ fn names(
     field: &str,
     default: &[&str],
     lower: bool,
-) -> Result<Vec<String>, ConfigError> {
+) -> Result<Vec<Arc<str>>, ConfigError> {
     let list = f
         .strings(field)?
         .unwrap_or_else(|| default.iter().map(|s| s.to_string()).collect());
@@ -430,7 +433,7 @@ fn names(
                 format!("{n:?} is not a valid name"),
             ));
         }
-        out.push(if lower { n.to_ascii_lowercase() } else { n });
+        out.push(Arc::from(if lower { n.to_ascii_lowercase() } else { n }));
     }
     Ok(out)
 }

@@ -23,9 +23,9 @@ fn minimal_config_gets_documented_defaults() {
         (3, 1000, 30)
     );
     assert_eq!((p.max_cache_size, p.max_jwks_size), (100, 1 << 20));
-    assert_eq!(c.header_names, vec!["authorization"]);
-    assert_eq!(c.uri_param_names, vec!["jwt"]);
-    assert_eq!(c.cookie_names, vec!["jwt"]);
+    assert_eq!(strs(&c.header_names), vec!["authorization"]);
+    assert_eq!(strs(&c.uri_param_names), vec!["jwt"]);
+    assert_eq!(strs(&c.cookie_names), vec!["jwt"]);
     assert_eq!(c.max_token_size, 8192);
     assert_eq!(c.key_claim, KeyClaim::Kid);
     assert!(!c.run_on_preflight && c.forward_token);
@@ -67,7 +67,7 @@ fn seed_plugin_config_loads_unchanged() {
     assert!(p.claims.require_iss && p.claims.require_aud && p.claims.require_nbf);
     assert_eq!(p.upstream, "auth-service");
     assert_eq!(
-        c.header_names,
+        strs(&c.header_names),
         vec!["authorization", "x-jwt-token", "x-access-token"]
     );
 }
@@ -431,4 +431,8 @@ fn an_empty_configuration_is_refused_with_one_clear_message() {
         assert!(e.message.starts_with("empty:"), "{e}");
     }
     assert_eq!(field_of("{}"), "jwks_uri");
+}
+
+fn strs(names: &[std::sync::Arc<str>]) -> Vec<&str> {
+    names.iter().map(|n| &**n).collect()
 }

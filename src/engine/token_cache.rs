@@ -1,6 +1,6 @@
 //! A per-worker cache of verified tokens, so a token seen again skips the
-//! signature check. Keyed by the token itself: a slot is chosen by the
-//! standard library's SipHash (per-VM random key) of the token's length and
+//! signature check. Keyed by the token itself: a slot is chosen by a
+//! multiply-xor hash with a per-VM random seed of the token's length and
 //! last 32 bytes (signature bytes), and a hit compares the whole token, so
 //! no two tokens can ever share an entry (a SHA-256 digest of the whole
 //! token as the key cost about 4 µs a request in wasm, more than the rest
@@ -114,7 +114,8 @@ pub struct TokenCache {
     map: HashMap<u64, (Rc<str>, Entry), BuildHasherDefault<SlotHasher>>,
     /// Insertion order, for eviction.
     order: VecDeque<u64>,
-    hasher: RandomState,
+    /// The slot hash's per-VM random seed.
+    seed: u64,
     bytes: usize,
     max_entries: usize,
     max_bytes: usize,
@@ -125,13 +126,29 @@ impl TokenCache {
         TokenCache {
             max_entries,
             max_bytes,
+            seed: RandomState::new().hash_one(0x6a77_745f_6361_6368_u64),
             ..TokenCache::default()
         }
     }
 
     fn slot(&self, b: &[u8]) -> u64 {
+        // Only verified tokens are kept, and no one steers a verified
+        // token's signature bytes: the slot needs spreading, not a keyed
+        // cryptographic hash (SipHash cost several hundred instructions
+        // a hit in wasm). A lookup that lands on another token's slot is a
+        // miss.
+        const K: u64 = 0x9e37_79b9_7f4a_7c15;
         let tail = b.get(b.len().saturating_sub(TAIL)..).unwrap_or(b);
-        self.hasher.hash_one((b.len(), tail))
+        let mut h = self.seed ^ (b.len() as u64).wrapping_mul(K);
+        for chunk in tail.chunks(8) {
+            let mut w = [0u8; 8];
+            for (d, s) in w.iter_mut().zip(chunk) {
+                *d = *s;
+            }
+            h = (h ^ u64::from_le_bytes(w)).wrapping_mul(K);
+            h ^= h >> 29;
+        }
+        h ^ (h >> 32)
     }
 
     /// The entry of exactly this token.
@@ -345,6 +362,19 @@ mod tests {
         assert!(!same(&a, &a[..700]));
         assert!(same(b"", b""));
         assert!(!same(b"abc", b"abd"));
+    }
+
+    #[test]
+    fn distinct_tokens_get_distinct_slots() {
+        let mut c = TokenCache::new(5000, 1 << 24);
+        for i in 0..4000u32 {
+            // Same length, tails differing in one word only.
+            c.insert(
+                &format!("h.p.{:040}", i.wrapping_mul(2_654_435_761)),
+                entry(1, 9),
+            );
+        }
+        assert_eq!(c.len(), 4000, "no two of them share a slot");
     }
 
     #[test]

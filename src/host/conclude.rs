@@ -13,12 +13,13 @@ use crate::metrics::{Metric, Metrics};
 use crate::response;
 use crate::token::find::Source;
 
-/// Carries out a verdict for the current (effective) request.
+/// Carries out a verdict for the current (effective) request. `source`:
+/// where its token was found (`None` when it has none; only refusals).
 pub(crate) fn conclude(
     e: &Engine,
     m: &dyn Metrics,
     verdict: &Verdict,
-    source: &Source,
+    source: Option<&Source>,
     grpc: bool,
     resume: bool,
 ) -> Action {
@@ -26,7 +27,9 @@ pub(crate) fn conclude(
     match verdict {
         Verdict::Allow(grant) => {
             m.incr(Metric::Allowed);
-            strip_token(cfg, source, e.host_is_envoy(), grant.strip_token);
+            if let Some(source) = source {
+                strip_token(cfg, source, e.host_is_envoy(), grant.strip_token);
+            }
             for (name, value) in &grant.headers {
                 if let Err(e) =
                     hostcalls::set_map_value(MapType::HttpRequestHeaders, name, Some(value))
@@ -71,7 +74,7 @@ pub(crate) fn finish_waiters(
         if hostcalls::set_effective_context(w.context_id).is_err() {
             continue; // the request is gone
         }
-        conclude(engine, m, &v, &w.source, w.grpc, true);
+        conclude(engine, m, &v, Some(&w.source), w.grpc, true);
     }
     let _ = hostcalls::set_effective_context(home);
 }

@@ -24,7 +24,7 @@ use crate::host::store::HostStore;
 use crate::host::upstream::drop_header;
 use crate::metrics::{Metric, Metrics};
 use crate::response::{self, json_reply, LocalReply};
-use crate::token::find::{self, Source};
+use crate::token::find;
 
 /// `POST <prefix>/revocations` with its entries document.
 fn push(e: &mut Engine, doc: &[u8]) -> LocalReply {
@@ -180,24 +180,14 @@ impl Http {
         if auth == AuthMode::Public || (!preflight_runs && find::is_preflight(method, &headers)) {
             return Action::Continue;
         }
-        let no_source = Source::Header(String::new());
         let found = match find::extract(e.config(), &headers, path) {
             Ok(Some(f)) => f,
             Ok(None) if auth == AuthMode::Optional => return Action::Continue,
             Ok(None) => {
                 let v = Verdict::Deny(Refusal::MissingToken);
-                return conclude(&e, m.as_ref(), &v, &no_source, grpc, false);
+                return conclude(&e, m.as_ref(), &v, None, grpc, false);
             }
-            Err(r) => {
-                return conclude(
-                    &e,
-                    m.as_ref(),
-                    &Verdict::Deny(r.into()),
-                    &no_source,
-                    grpc,
-                    false,
-                )
-            }
+            Err(r) => return conclude(&e, m.as_ref(), &Verdict::Deny(r.into()), None, grpc, false),
         };
         let now = now_ms();
         // A token seen before is answered from its bytes; only a new one is
@@ -215,13 +205,13 @@ impl Http {
             doc,
         } = verdict
         else {
-            return conclude(&e, m.as_ref(), &verdict, &found.source, grpc, false);
+            return conclude(&e, m.as_ref(), &verdict, Some(&found.source), grpc, false);
         };
         let token = match found.token() {
             Ok(t) => t.into_owned(),
             Err(r) => {
                 let v = Verdict::Deny(r.into());
-                return conclude(&e, m.as_ref(), &v, &no_source, grpc, false);
+                return conclude(&e, m.as_ref(), &v, None, grpc, false);
             }
         };
         let timeout = e
@@ -242,7 +232,7 @@ impl Http {
         };
         if !e.add_waiter(&HostStore, pending, now) {
             let v = Verdict::Deny(Refusal::Overloaded);
-            return conclude(&e, m.as_ref(), &v, &no_source, grpc, false);
+            return conclude(&e, m.as_ref(), &v, None, grpc, false);
         }
         m.incr(Metric::Paused);
         if send_it {
@@ -259,7 +249,7 @@ impl Http {
                             w.rule,
                             false,
                         );
-                        return conclude(&e, m.as_ref(), &v, &w.source, w.grpc, false);
+                        return conclude(&e, m.as_ref(), &v, Some(&w.source), w.grpc, false);
                     }
                 }
                 None => {}
@@ -316,7 +306,7 @@ impl Context for Http {
                     }
                     v = e.authenticate(&HostStore, m.as_ref(), now, &w.token, w.rule, false);
                 }
-                conclude(&e, m.as_ref(), &v, &w.source, w.grpc, true);
+                conclude(&e, m.as_ref(), &v, Some(&w.source), w.grpc, true);
             }
             e.end_handoff();
             return;

@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 use std::borrow::Cow;
+use std::sync::Arc;
 
 use crate::config::Config;
 
@@ -19,9 +20,9 @@ pub enum FindError {
 /// Where the token was found, so it can be removed before the upstream.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Source {
-    Header(String),
-    Query(String),
-    Cookie(String),
+    Header(Arc<str>),
+    Query(Arc<str>),
+    Cookie(Arc<str>),
 }
 
 /// A token, borrowed from the request where it can be, as the request
