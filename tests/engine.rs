@@ -9,7 +9,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use jwt_jwks::authz::refusal::Refusal;
 use jwt_jwks::config::Config;
-use jwt_jwks::engine::{Engine, Pending, Verdict};
+use jwt_jwks::engine::{Engine, Pending, Verdict, KEYS_RECHECK_MS};
 use jwt_jwks::keys::layout::Names;
 use jwt_jwks::keys::refresh::{Answer, Doc};
 use jwt_jwks::metrics::{MemoryMetrics, Metric};
@@ -592,8 +592,11 @@ fn admin_clear_is_seen_by_every_worker_and_the_next_request_refetches() {
     let r = w1.e.clear_all(&s).unwrap();
     assert_eq!(r["keys_removed"], json!(5));
     assert_eq!(w2.e.info(&s, now)["keys_count"], json!(0));
+    // w2's cached verdict stands until it reads the generation again, at
+    // most KEYS_RECHECK_MS after its last read (at now + 10, its last hit).
+    assert!(w2.auth(&s, now + 40, &t).is_allow());
     assert_eq!(
-        w2.auth(&s, now + 40, &t),
+        w2.auth(&s, now + 10 + KEYS_RECHECK_MS, &t),
         Verdict::Wait {
             provider: 0,
             dispatch: true,
@@ -854,7 +857,7 @@ fn rules_require_scopes_and_allowed_requests_carry_claims_upstream() {
             r#"{{"jwks_uri":"{URI}","rules":[{{"path_prefix":"/invoices","scopes":{{"any":["invoice_*"]}}}}],
             "roles":{{"any":["admin"]}},"roles_claims":["realm_access.roles"],
             "claims_to_headers":{{"sub":"x-jwt-sub","realm_access.roles":"x-jwt-roles","org_id":"x-jwt-org"}},
-            "payload_header":"x-jwt-payload"}}"#
+            "payload_header":"x-jwt-payload","identity_property":"jwt_jwks_identity"}}"#
         )
         .as_bytes(),
     )
@@ -912,7 +915,12 @@ fn rules_require_scopes_and_allowed_requests_carry_claims_upstream() {
         Verdict::Deny(Refusal::InsufficientScope(_))
     ));
 
-    // On Envoy the identity goes to a property for later filters.
+    // On Envoy the identity goes to a property for later filters, when
+    // one is named (never by default).
+    let mut plain = Worker::new(config(""), "w2");
+    plain.e.set_host(true);
+    plain.load(&s, now, &json!({"keys": [rsa_jwk(&k.rsa, "rsa", None)]}));
+    assert_eq!(grant(plain.auth(&s, now, &reader)).identity, None);
     w.e.set_host(true);
     let g = grant(w.e.authenticate(&s, &w.m, now, &reader, Some(0), true));
     let id: Value = serde_json::from_str(&g.identity.unwrap()).unwrap();
@@ -1013,10 +1021,14 @@ fn the_token_cache_answers_repeats_and_never_outlives_exp_or_the_key_set() {
         Verdict::Deny(Refusal::Expired)
     );
 
-    // A clear in another worker voids the entry: the next request waits
-    // for keys, as on a cold start.
+    // A clear in another worker voids the entry once this worker reads the
+    // generation again (at most KEYS_RECHECK_MS after its last read): the
+    // next request waits for keys, as on a cold start.
     assert!(w.auth(&s, now, &t).is_allow());
+    assert!(w.auth(&s, now + 1, &t).is_allow(), "a hit: generation read");
     other.e.clear_kid(&s, "rsa").unwrap();
+    assert!(w.auth(&s, now + 2, &t).is_allow(), "within the window");
+    let now = now + 1 + KEYS_RECHECK_MS;
     assert_eq!(
         w.auth(&s, now, &t),
         Verdict::Wait {

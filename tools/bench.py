@@ -17,10 +17,10 @@ What it starts, all on 127.0.0.1, and stops (by process group) when it ends:
         native_cache  the same with jwt_cache_config {jwt_cache_size: 10000}
         wasm_noop     this filter, single rule {"path_prefix": "/", "auth": "public"}
         wasm_host     this filter, host_crypto "on",  token_cache_size 0
-        wasm_host_id  the same with the identity filter-state property on (the default)
+        wasm_host_id  the same with the identity filter-state property on
         wasm_pure     this filter, host_crypto "off", token_cache_size 0
-        wasm_cache    this filter, defaults (token cache on) but identity_property null
-        wasm_cache_default  the same with every default (identity property on)
+        wasm_cache    this filter, defaults (token cache on, identity property off)
+        wasm_cache_identity  the same with identity_property "jwt_jwks_identity" (its price)
         wasm_floor    only with --floor WASM: a module that returns Continue (tools/noop),
                       the cost of any wasm filter
         wasm_host_rev, wasm_cache_rev   wasm_host and wasm_cache with 100,000 deny
@@ -38,7 +38,8 @@ What it starts, all on 127.0.0.1, and stops (by process group) when it ends:
         wasm_alt      only with --alt WASM: that module, wasm_host's configuration, a VM
                       of its own (make bench-floor: the floor variant, tools/floor.patch)
     Like native jwt_authn by default, the filter scenarios forward nothing but the
-    request (identity_property null), except wasm_host_id, which shows that cost.
+    request (identity_property is off by default), except wasm_host_id and
+    wasm_cache_identity, which show that cost.
   * wrk (1 thread, pinned to CPU 1), a Lua script rotating through a file of tokens.
 
 Runs: unique tokens (a pool of --tokens pre-minted tokens, distinct `jti`) for none,
@@ -113,7 +114,7 @@ SCENARIOS = {
     "wasm_cache": ("repeated", ("RS256", "ES256"), True),
     "wasm_alt": ("unique", ("RS256", "ES256"), True),
     "wasm_floor": ("unique", ("-",), False),
-    "wasm_cache_default": ("repeated", ("RS256", "ES256"), True),
+    "wasm_cache_identity": ("repeated", ("RS256", "ES256"), True),
     "wasm_host_rev": ("unique", ("RS256", "ES256"), True),
     "wasm_cache_rev": ("repeated", ("RS256", "ES256"), True),
     "wasm_cache_status": ("repeated", ("RS256", "ES256"), True),
@@ -135,7 +136,7 @@ STATUS_OF = {"wasm_cache_status": "wasm_cache"}
 STATUS_PATH = "/statuslists/1"
 STATUS_IDX, STATUS_REVOKED_IDX = 3, 5
 ORDER = ["none", "wasm_floor", "wasm_noop", "native", "native_cache", "wasm_host", "wasm_host_rev",
-         "wasm_alt", "wasm_host_id", "wasm_pure", "wasm_cache", "wasm_cache_default",
+         "wasm_alt", "wasm_host_id", "wasm_pure", "wasm_cache", "wasm_cache_identity",
          "wasm_cache_rev", "wasm_cache_status", "wasm_cache_opaque", "wasm_opaque_call"]
 # the scenarios whose ratio is to native jwt_authn of the same algorithm (unique tokens)
 VS_NATIVE = ("wasm_host", "wasm_host_id", "wasm_pure", "wasm_alt")
@@ -436,7 +437,7 @@ def make_envoy(ctx, name, filters_by_listener, jwks_servers, cpu=None, concurren
 
 def wasm_base(srv, **extra):
     cfg = {"jwks_uri": srv.url, "issuers": [ISS], "audiences": [AUD],
-           "allowed_algorithms": WASM_ALLOWED, "identity_property": None}
+           "allowed_algorithms": WASM_ALLOWED}
     cfg.update(extra)
     return cfg
 
@@ -455,10 +456,8 @@ def scenario_filters(ctx, name, srv, dropped):
         return [native_http_filter(srv, NATIVE_CACHE_SIZE)]
     if name == "wasm_floor":  # a module that only returns Continue (tools/noop)
         return wasm({}, ctx.args.floor, VM_ID + "_floor")
-    if name == "wasm_cache_default":  # the filter's defaults: identity property on
-        cfg = wasm_base(srv)
-        del cfg["identity_property"]
-        return wasm(cfg)
+    if name == "wasm_cache_identity":  # the identity property's price
+        return wasm(wasm_base(srv, identity_property="jwt_jwks_identity"))
     if name == "wasm_noop":
         return wasm({"jwks_uri": srv.url, "rules": [{"path_prefix": "/", "auth": "public"}]})
     if name in ("wasm_host", "wasm_alt"):
@@ -770,7 +769,7 @@ CHECK_STATS = {
     "wasm_alt": ("host verify", "jwt_jwks_host_verifications"),
     "wasm_pure": ("allowed", "jwt_jwks_allowed"),
     "wasm_cache": ("cache hit", "jwt_jwks_token_cache_hit"),
-    "wasm_cache_default": ("cache hit", "jwt_jwks_token_cache_hit"),
+    "wasm_cache_identity": ("cache hit", "jwt_jwks_token_cache_hit"),
     "wasm_host_rev": ("host verify", "jwt_jwks_host_verifications"),
     "wasm_cache_rev": ("cache hit", "jwt_jwks_token_cache_hit"),
     "wasm_cache_status": ("cache hit", "jwt_jwks_token_cache_hit"),
@@ -1271,7 +1270,7 @@ def print_report(ctx, report, rows, out=sys.stdout):
     # repeated tokens: at most 5 us above a reference row (issue 5: the
     # filter's public route; issue 20: a module that does nothing)
     for scenario, ref_name, label in (("wasm_cache", "wasm_noop", "noop"),
-                                      ("wasm_cache_default", "wasm_floor", "floor")):
+                                      ("wasm_cache", "wasm_floor", "floor")):
         ref = by.get((ref_name, "-"))
         for alg in ("RS256", "ES256"):
             r = by.get((scenario, alg))

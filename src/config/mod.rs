@@ -293,9 +293,10 @@ impl Config {
                 ));
             }
         }
+        // Off unless named: a filter-state write costs every allowed
+        // request about 1.2 µs in Envoy, and only later filters read it.
         let identity_property = match map.get("identity_property") {
-            None => Some("jwt_jwks_identity".to_string()),
-            Some(Value::Null) => None,
+            None | Some(Value::Null) => None,
             Some(_) => {
                 let p = f.string("identity_property")?.unwrap_or_default();
                 if p.is_empty()

@@ -303,7 +303,7 @@ fn rules_and_requirements_are_validated() {
     let mut forwarded: Vec<&str> = ok.forwarded_headers().collect();
     forwarded.sort_unstable();
     assert_eq!(forwarded, vec!["x-jwt-payload", "x-jwt-roles", "x-jwt-sub"]);
-    assert_eq!(ok.identity_property.as_deref(), Some("jwt_jwks_identity"));
+    assert_eq!(ok.identity_property, None, "off unless named");
 
     let bad = |rule: &str| field_of(&format!(r#"{{"jwks_uri":"http://a/j","rules":[{rule}]}}"#));
     assert_eq!(
@@ -357,6 +357,8 @@ fn rules_and_requirements_are_validated() {
     assert_eq!(top(r#""rules":{}"#), "rules");
     let off = parse(r#"{"jwks_uri":"http://a/j","identity_property":null}"#).unwrap();
     assert_eq!(off.identity_property, None);
+    let on = parse(r#"{"jwks_uri":"http://a/j","identity_property":"jwt_jwks_identity"}"#).unwrap();
+    assert_eq!(on.identity_property.as_deref(), Some("jwt_jwks_identity"));
 }
 
 #[test]

@@ -40,6 +40,7 @@ use crate::revoke::status_held::StatusLists;
 use crate::store::SharedStore;
 use crate::token::jose;
 
+pub use keysets::KEYS_RECHECK_MS;
 pub use verdict::{Callout, Grant, Pending, Verdict};
 
 /// One provider's keys as this VM holds them.
@@ -50,6 +51,8 @@ struct Runtime {
     next: String,
     loaded: bool,
     keys: KeySet,
+    /// When a token-cache hit last read the generation from shared data.
+    checked_ms: u64,
 }
 
 pub struct Engine {
@@ -111,6 +114,7 @@ impl Engine {
                 next: String::new(),
                 loaded: false,
                 keys: KeySet::default(),
+                checked_ms: 0,
             })
             .collect();
         let introspectors = cfg
@@ -267,9 +271,10 @@ impl Engine {
     ) -> Option<(Rc<Grant>, usize, Option<Rc<Subject>>)> {
         let hit = self.tokens.lookup(token)?;
         let provider = hit.provider;
-        // The key set may have changed in another worker: read its
-        // generation (and the introspection cache's epoch, if any).
-        let gen = self.sync(store, provider).ok()?;
+        // The key set may have changed in another worker: its generation
+        // (read again at most every `KEYS_RECHECK_MS`), and the
+        // introspection cache's epoch, if any.
+        let gen = self.recent_gen(store, provider, now_ms).ok()?;
         let epoch = self.introspection_epoch(store, provider);
         let valid =
             |e: &token_cache::Entry| e.gen == gen && e.epoch.is_none_or(|x| Some(x) == epoch);

@@ -73,6 +73,7 @@ def api_config(jwks, **extra):
         payload_header=PAYLOAD_HEADER,
         scopes={"any": ["api_access"]},
         rules=API_RULES,
+        identity_property="jwt_jwks_identity",
     )
     cfg.update(extra)
     return cfg
@@ -103,7 +104,8 @@ def env(module_lab, key):
                 run_on_preflight=True,
                 rules=[{"path_prefix": "/pre-off", "run_on_preflight": False}],
             ),
-            "noident": filter_config(jwks, identity_property=None),
+            # identity_property not set: off by default
+            "noident": filter_config(jwks),
             # claim paths and identity property set explicitly
             "custom": filter_config(
                 jwks,
@@ -547,7 +549,7 @@ def test_identity_property_name_is_configurable(env, key):
     assert default == "-", value
 
 
-def test_identity_property_null_sets_no_filter_state(env, key):
+def test_identity_property_unset_sets_no_filter_state(env, key):
     sub = "ident-" + secrets.token_hex(4)
     log_id = secrets.token_hex(6)
     assert_allowed(get(env, "/", tok(key, sub=sub), headers=[("x-log-id", log_id)],

@@ -61,6 +61,7 @@ def env(module_lab, servers):
     multi = {
         "providers": provider_list(servers),
         "claims_to_headers": {"sub": "x-jwt-sub"},
+        "identity_property": "jwt_jwks_identity",
         "rules": [
             {"path_prefix": "/partner-only", "providers": ["partner"]},
             {"path_prefix": "/ext-admin", "providers": ["external"],
@@ -71,6 +72,7 @@ def env(module_lab, servers):
         "providers": [{"name": "solo", "jwks_uri": INTERNAL_JWKS_URI,
                        "jwks_upstream": INTERNAL_UPSTREAM}],
         "claims_to_headers": {"sub": "x-jwt-sub"},
+        "identity_property": "jwt_jwks_identity",
     }
     return module_lab.envoy(
         {"multi": multi, "single": single},

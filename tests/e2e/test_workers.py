@@ -107,7 +107,11 @@ def test_cache_clear_is_seen_by_every_worker_and_refetched_once(w):
         # new connections, so other workers: all see the empty set
         infos = spread(8, lambda i: cache_info(w.env, "steady", ADMIN), threads=8)
         assert [d["keys_count"] for d in infos] == [0] * 8, infos
-        # requests on many connections wait for the one refetch, then pass
+        # a worker's cached verdicts stand until it reads the key set's
+        # generation again, at most 100 ms after its last read
+        # (KEYS_RECHECK_MS); after that, requests on many connections wait
+        # for the one refetch, then pass
+        time.sleep(0.15)
         answers = spread(12, lambda i: w.env.request("steady", "GET", "/", bearer(w.token)),
                          threads=12)
     finally:
