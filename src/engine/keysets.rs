@@ -7,21 +7,13 @@
 use crate::authz::refusal::Refusal;
 use crate::config::Provider;
 use crate::engine::verdict::{Callout, Verdict};
-use crate::engine::Engine;
+use crate::engine::{Engine, KEYS_RECHECK_MS};
 use crate::keys::jwks;
 use crate::keys::layout;
 use crate::keys::layout::Names;
 use crate::keys::refresh::{self, Acquire, Answer, Doc, Trigger};
 use crate::metrics::{Metric, Metrics};
 use crate::store::{SharedStore, StoreError};
-
-/// How long a token-cache hit trusts this VM's idea of a key set's
-/// generation before reading it from shared data again. A change made in
-/// this VM (its own fetch, an admin clear it served) applies at once; one
-/// made in another worker reaches this worker's cached verdicts within
-/// this time (the tick re-reads it as often). The read is a host call that
-/// cost about 0.6 µs of a hit's 5 in Envoy (`make bench-callgrind`).
-pub const KEYS_RECHECK_MS: u64 = 100;
 
 impl Engine {
     /// The generation a token-cache hit compares with: this VM's, read again
