@@ -947,6 +947,7 @@ def summarize(specs, rounds):
     """Rows with medians; added and ratios computed per round, then the median."""
     by_key = {sp.key: sp for sp in specs}
     none = by_key[("none", "-", "unique")]
+    floor = by_key.get(("wasm_floor", "-", "unique"))
 
     def per_round(sp, r):
         for res in sp.results:
@@ -956,7 +957,7 @@ def summarize(specs, rounds):
 
     rows = []
     for sp in specs:
-        added, ratio = [], []
+        added, ratio, above = [], [], []
         if sp.scenario in VS_NATIVE:
             ref = by_key.get(("native", sp.alg, "unique"))
         elif sp.scenario == "wasm_cache":
@@ -975,6 +976,9 @@ def summarize(specs, rounds):
                 continue
             add = mine["cpu_us"] - base["cpu_us"]
             added.append(add)
+            low = per_round(floor, r) if floor is not None and sp not in (floor, none) else None
+            if low is not None:
+                above.append(mine["cpu_us"] - low["cpu_us"])
             if ref is not None:
                 theirs = per_round(ref, r)
                 if theirs is not None:
@@ -994,6 +998,8 @@ def summarize(specs, rounds):
             "added_max": max(added) if added else None,
             "ratio": median(ratio) if ref is not None else None,
             "ratio_to": ref.scenario if ref is not None else None,
+            # CPU above the do-nothing module's in the same round, median
+            "above_floor_us": median(above) if above else None,
             "check_label": CHECK_STATS.get(sp.scenario, ("", ""))[0],
             "check": median([x["check"] for x in res]),
             "non2xx": sum(x["status"] for x in res),
@@ -1270,7 +1276,7 @@ def print_report(ctx, report, rows, out=sys.stdout):
     # repeated tokens: at most 5 us above a reference row (issue 5: the
     # filter's public route; issue 20: a module that does nothing)
     for scenario, ref_name, label in (("wasm_cache", "wasm_noop", "noop"),
-                                      ("wasm_cache", "wasm_floor", "floor")):
+                                      ("wasm_cache", "wasm_floor", "floor")):  # row medians
         ref = by.get((ref_name, "-"))
         for alg in ("RS256", "ES256"):
             r = by.get((scenario, alg))
