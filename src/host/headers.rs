@@ -7,9 +7,6 @@
 //! crate is here: the raw host call that hands the map over in one buffer.
 
 #[cfg(target_arch = "wasm32")]
-use std::borrow::Cow;
-
-#[cfg(target_arch = "wasm32")]
 use proxy_wasm::types::{MapType, Status};
 
 fn u32_at(buf: &[u8], at: usize) -> Option<usize> {
@@ -76,15 +73,6 @@ pub(crate) fn request_header_map() -> Option<Vec<u8>> {
     }
     // SAFETY: the buffer is ours from here, as the SDK takes it.
     Some(unsafe { Vec::from_raw_parts(data, size, size) })
-}
-
-/// UTF-8 as is (the fast check, nearly always), anything else lossily.
-#[cfg(target_arch = "wasm32")]
-pub(crate) fn text(bytes: &[u8]) -> Cow<'_, str> {
-    match std::str::from_utf8(bytes) {
-        Ok(s) => Cow::Borrowed(s),
-        Err(_) => String::from_utf8_lossy(bytes),
-    }
 }
 
 #[cfg(test)]

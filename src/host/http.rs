@@ -16,7 +16,7 @@ use crate::engine::{Engine, Pending, Verdict};
 use crate::host::callout::{dispatch, read_answer, Sent};
 use crate::host::clock::now_ms;
 use crate::host::conclude::{conclude, finish_waiters};
-use crate::host::headers::{self, request_header_map, text};
+use crate::host::headers::{self, request_header_map};
 use crate::host::metrics::HostMetrics;
 use crate::host::probe::settle_host;
 use crate::host::reply::send;
@@ -24,7 +24,7 @@ use crate::host::store::HostStore;
 use crate::host::upstream::drop_header;
 use crate::metrics::{Metric, Metrics};
 use crate::response::{self, json_reply, LocalReply};
-use crate::token::find;
+use crate::token::find::{self, text};
 
 /// `POST <prefix>/revocations` with its entries document.
 fn push(e: &mut Engine, doc: &[u8]) -> LocalReply {

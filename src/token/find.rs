@@ -54,8 +54,9 @@ impl Found<'_> {
 }
 
 /// UTF-8 as is (the fast check, nearly always), anything else lossily
-/// (such a token never verifies, and is refused as malformed).
-fn text(bytes: &[u8]) -> Cow<'_, str> {
+/// (a token that is not UTF-8 never verifies, and is refused as
+/// malformed). Also how the glue reads the header values it uses.
+pub fn text(bytes: &[u8]) -> Cow<'_, str> {
     match std::str::from_utf8(bytes) {
         Ok(s) => Cow::Borrowed(s),
         Err(_) => String::from_utf8_lossy(bytes),
