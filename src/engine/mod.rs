@@ -209,9 +209,24 @@ impl Engine {
         rule: Option<usize>,
         may_wait: bool,
     ) -> Verdict {
-        if let Some(v) = self.from_cache(store, metrics, now_ms, token.as_bytes(), rule, may_wait) {
-            return v;
+        match self.from_cache(store, metrics, now_ms, token.as_bytes(), rule, may_wait) {
+            Some(v) => v,
+            None => self.verify(store, metrics, now_ms, token, rule, may_wait),
         }
+    }
+
+    /// [`Engine::authenticate`] for a token `from_cache` did not answer:
+    /// decoded, checked and verified, and kept in the token cache when
+    /// allowed.
+    pub fn verify(
+        &mut self,
+        store: &dyn SharedStore,
+        metrics: &dyn Metrics,
+        now_ms: u64,
+        token: &str,
+        rule: Option<usize>,
+        may_wait: bool,
+    ) -> Verdict {
         let cache = self.tokens.enabled();
         // The decode buffers are taken out while the token borrows them, so
         // that `self` stays free.

@@ -195,7 +195,7 @@ impl Http {
         let verdict = match e.from_cache(&HostStore, m.as_ref(), now, found.bytes(), rule, true) {
             Some(v) => v,
             None => match found.token() {
-                Ok(token) => e.authenticate(&HostStore, m.as_ref(), now, &token, rule, true),
+                Ok(token) => e.verify(&HostStore, m.as_ref(), now, &token, rule, true),
                 Err(r) => Verdict::Deny(r.into()),
             },
         };
