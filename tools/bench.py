@@ -21,6 +21,11 @@ What it starts, all on 127.0.0.1, and stops (by process group) when it ends:
         wasm_pure     this filter, host_crypto "off", token_cache_size 0
         wasm_cache    this filter, defaults (token cache on, identity property off)
         wasm_cache_identity  the same with identity_property "jwt_jwks_identity" (its price)
+        wasm_cache_claims  the same with claims_to_headers of two claims (two headers set
+                      on every allowed request, and incoming copies looked for); its
+                      ratio column is to wasm_cache
+        wasm_cache_strip   the same with forward_token false (the token's header removed on
+                      every allowed request); its ratio column is to wasm_cache
         wasm_floor    only with --floor WASM: a module that returns Continue (tools/noop),
                       the cost of any wasm filter
         wasm_host_rev, wasm_cache_rev   wasm_host and wasm_cache with 100,000 deny
@@ -37,6 +42,9 @@ What it starts, all on 127.0.0.1, and stops (by process group) when it ends:
                       server answering RFC 7662 JSON), the uncached cost
         wasm_alt      only with --alt WASM: that module, wasm_host's configuration, a VM
                       of its own (make bench-floor: the floor variant, tools/floor.patch)
+        wasm_cache_alt  only with --alt WASM: that module with wasm_cache's configuration
+                      (two builds' repeated path side by side in one run); its ratio
+                      column is to wasm_cache
     Like native jwt_authn by default, the filter scenarios forward nothing but the
     request (identity_property is off by default), except wasm_host_id and
     wasm_cache_identity, which show that cost.
@@ -113,8 +121,11 @@ SCENARIOS = {
     "wasm_pure": ("unique", ALGS, True),
     "wasm_cache": ("repeated", ("RS256", "ES256"), True),
     "wasm_alt": ("unique", ("RS256", "ES256"), True),
+    "wasm_cache_alt": ("repeated", ("RS256", "ES256"), True),
     "wasm_floor": ("unique", ("-",), False),
     "wasm_cache_identity": ("repeated", ("RS256", "ES256"), True),
+    "wasm_cache_claims": ("repeated", ("RS256", "ES256"), True),
+    "wasm_cache_strip": ("repeated", ("RS256", "ES256"), True),
     "wasm_host_rev": ("unique", ("RS256", "ES256"), True),
     "wasm_cache_rev": ("repeated", ("RS256", "ES256"), True),
     "wasm_cache_status": ("repeated", ("RS256", "ES256"), True),
@@ -136,7 +147,8 @@ STATUS_OF = {"wasm_cache_status": "wasm_cache"}
 STATUS_PATH = "/statuslists/1"
 STATUS_IDX, STATUS_REVOKED_IDX = 3, 5
 ORDER = ["none", "wasm_floor", "wasm_noop", "native", "native_cache", "wasm_host", "wasm_host_rev",
-         "wasm_alt", "wasm_host_id", "wasm_pure", "wasm_cache", "wasm_cache_identity",
+         "wasm_alt", "wasm_host_id", "wasm_pure", "wasm_cache", "wasm_cache_alt", "wasm_cache_identity",
+         "wasm_cache_claims", "wasm_cache_strip",
          "wasm_cache_rev", "wasm_cache_status", "wasm_cache_opaque", "wasm_opaque_call"]
 # the scenarios whose ratio is to native jwt_authn of the same algorithm (unique tokens)
 VS_NATIVE = ("wasm_host", "wasm_host_id", "wasm_pure", "wasm_alt")
@@ -458,6 +470,10 @@ def scenario_filters(ctx, name, srv, dropped):
         return wasm({}, ctx.args.floor, VM_ID + "_floor")
     if name == "wasm_cache_identity":  # the identity property's price
         return wasm(wasm_base(srv, identity_property="jwt_jwks_identity"))
+    if name == "wasm_cache_claims":  # two claims forwarded as headers
+        return wasm(wasm_base(srv, claims_to_headers={"iss": "x-jwt-iss", "aud": "x-jwt-aud"}))
+    if name == "wasm_cache_strip":  # the token kept from the upstream
+        return wasm(wasm_base(srv, forward_token=False))
     if name == "wasm_noop":
         return wasm({"jwks_uri": srv.url, "rules": [{"path_prefix": "/", "auth": "public"}]})
     if name in ("wasm_host", "wasm_alt"):
@@ -476,6 +492,8 @@ def scenario_filters(ctx, name, srv, dropped):
         return wasm(wasm_base(srv, host_crypto="off", token_cache_size=0))
     if name == "wasm_cache":
         return wasm(wasm_base(srv))
+    if name == "wasm_cache_alt":  # another module (--alt), in a VM of its own
+        return wasm(wasm_base(srv), ctx.args.alt, VM_ID + "_alt")
     if name in OPAQUE:
         auth = ctx.auth_server()
         block = {"endpoint": auth.url_for("/introspect"), "upstream": auth.cluster_name,
@@ -770,6 +788,9 @@ CHECK_STATS = {
     "wasm_pure": ("allowed", "jwt_jwks_allowed"),
     "wasm_cache": ("cache hit", "jwt_jwks_token_cache_hit"),
     "wasm_cache_identity": ("cache hit", "jwt_jwks_token_cache_hit"),
+    "wasm_cache_alt": ("cache hit", "jwt_jwks_token_cache_hit"),
+    "wasm_cache_claims": ("cache hit", "jwt_jwks_token_cache_hit"),
+    "wasm_cache_strip": ("cache hit", "jwt_jwks_token_cache_hit"),
     "wasm_host_rev": ("host verify", "jwt_jwks_host_verifications"),
     "wasm_cache_rev": ("cache hit", "jwt_jwks_token_cache_hit"),
     "wasm_cache_status": ("cache hit", "jwt_jwks_token_cache_hit"),
@@ -829,8 +850,9 @@ def run_benchmark(ctx, report):
     doc = {"keys": [keys[alg].jwk(alg=alg) for alg in ALGS]}
 
     scenarios = [s for s in ORDER if s in ("none",) or not a.only or s in a.only]
-    if not a.alt and "wasm_alt" in scenarios:
-        scenarios.remove("wasm_alt")
+    for alt in ("wasm_alt", "wasm_cache_alt"):
+        if not a.alt and alt in scenarios:
+            scenarios.remove(alt)
     if not a.floor and "wasm_floor" in scenarios:
         scenarios.remove("wasm_floor")
     pools = {}
@@ -968,6 +990,8 @@ def summarize(specs, rounds):
             ref = by_key.get((STATUS_OF[sp.scenario], sp.alg, sp.mode))
         elif sp.scenario == "wasm_cache_opaque":
             ref = by_key.get(("wasm_cache", "RS256", "repeated"))
+        elif sp.scenario in ("wasm_cache_alt", "wasm_cache_claims", "wasm_cache_strip"):
+            ref = by_key.get(("wasm_cache", sp.alg, "repeated"))
         else:
             ref = None
         for r in range(rounds):
@@ -1415,6 +1439,7 @@ def parse_args(argv):
     p.add_argument("--burst-concurrency", type=int, default=50)
     p.add_argument("--alt", metavar="WASM",
                    help="another module, measured as wasm_alt with wasm_host's configuration "
+                        "and as wasm_cache_alt with wasm_cache's "
                         "(make bench-floor: the floor variant of tools/floor.patch)")
     p.add_argument("--floor", metavar="WASM",
                    help="a do-nothing module (tools/noop) for the wasm_floor row")
@@ -1429,8 +1454,8 @@ def parse_args(argv):
     if unknown:
         p.error("unknown scenario(s): %s (known: %s)" % (", ".join(sorted(unknown)),
                                                           ", ".join(ORDER)))
-    if "wasm_alt" in a.only and not a.alt:
-        p.error("wasm_alt needs --alt WASM")
+    if a.only & {"wasm_alt", "wasm_cache_alt"} and not a.alt:
+        p.error("wasm_alt and wasm_cache_alt need --alt WASM")
     if a.alt:
         a.alt = os.path.abspath(a.alt)
         if not os.path.isfile(a.alt):
