@@ -26,6 +26,8 @@ What it starts, all on 127.0.0.1, and stops (by process group) when it ends:
                       ratio column is to wasm_cache
         wasm_cache_strip   the same with forward_token false (the token's header removed on
                       every allowed request); its ratio column is to wasm_cache
+        wasm_cache_rules   the same with 20 route rules, the request matching the last (RS256
+                      only); its ratio column is to wasm_cache
         wasm_floor    only with --floor WASM: a module that returns Continue (tools/noop),
                       the cost of any wasm filter
         wasm_host_rev, wasm_cache_rev   wasm_host and wasm_cache with 100,000 deny
@@ -126,6 +128,7 @@ SCENARIOS = {
     "wasm_cache_identity": ("repeated", ("RS256", "ES256"), True),
     "wasm_cache_claims": ("repeated", ("RS256", "ES256"), True),
     "wasm_cache_strip": ("repeated", ("RS256", "ES256"), True),
+    "wasm_cache_rules": ("repeated", ("RS256",), True),
     "wasm_host_rev": ("unique", ("RS256", "ES256"), True),
     "wasm_cache_rev": ("repeated", ("RS256", "ES256"), True),
     "wasm_cache_status": ("repeated", ("RS256", "ES256"), True),
@@ -148,7 +151,7 @@ STATUS_PATH = "/statuslists/1"
 STATUS_IDX, STATUS_REVOKED_IDX = 3, 5
 ORDER = ["none", "wasm_floor", "wasm_noop", "native", "native_cache", "wasm_host", "wasm_host_rev",
          "wasm_alt", "wasm_host_id", "wasm_pure", "wasm_cache", "wasm_cache_alt", "wasm_cache_identity",
-         "wasm_cache_claims", "wasm_cache_strip",
+         "wasm_cache_claims", "wasm_cache_strip", "wasm_cache_rules",
          "wasm_cache_rev", "wasm_cache_status", "wasm_cache_opaque", "wasm_opaque_call"]
 # the scenarios whose ratio is to native jwt_authn of the same algorithm (unique tokens)
 VS_NATIVE = ("wasm_host", "wasm_host_id", "wasm_pure", "wasm_alt")
@@ -474,6 +477,9 @@ def scenario_filters(ctx, name, srv, dropped):
         return wasm(wasm_base(srv, claims_to_headers={"iss": "x-jwt-iss", "aud": "x-jwt-aud"}))
     if name == "wasm_cache_strip":  # the token kept from the upstream
         return wasm(wasm_base(srv, forward_token=False))
+    if name == "wasm_cache_rules":  # 19 rules that do not match GET /, then one that does
+        rules = [{"path_prefix": "/api/v%d/" % i, "methods": ["GET", "POST"]} for i in range(19)]
+        return wasm(wasm_base(srv, rules=rules + [{"path_prefix": "/", "auth": "required"}]))
     if name == "wasm_noop":
         return wasm({"jwks_uri": srv.url, "rules": [{"path_prefix": "/", "auth": "public"}]})
     if name in ("wasm_host", "wasm_alt"):
@@ -791,6 +797,7 @@ CHECK_STATS = {
     "wasm_cache_alt": ("cache hit", "jwt_jwks_token_cache_hit"),
     "wasm_cache_claims": ("cache hit", "jwt_jwks_token_cache_hit"),
     "wasm_cache_strip": ("cache hit", "jwt_jwks_token_cache_hit"),
+    "wasm_cache_rules": ("cache hit", "jwt_jwks_token_cache_hit"),
     "wasm_host_rev": ("host verify", "jwt_jwks_host_verifications"),
     "wasm_cache_rev": ("cache hit", "jwt_jwks_token_cache_hit"),
     "wasm_cache_status": ("cache hit", "jwt_jwks_token_cache_hit"),
@@ -990,7 +997,8 @@ def summarize(specs, rounds):
             ref = by_key.get((STATUS_OF[sp.scenario], sp.alg, sp.mode))
         elif sp.scenario == "wasm_cache_opaque":
             ref = by_key.get(("wasm_cache", "RS256", "repeated"))
-        elif sp.scenario in ("wasm_cache_alt", "wasm_cache_claims", "wasm_cache_strip"):
+        elif sp.scenario in ("wasm_cache_alt", "wasm_cache_claims", "wasm_cache_strip",
+                             "wasm_cache_rules"):
             ref = by_key.get(("wasm_cache", sp.alg, "repeated"))
         else:
             ref = None

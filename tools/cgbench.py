@@ -40,7 +40,7 @@ import bench  # noqa: E402  (tools/bench.py: listeners, keys, tokens, Envoy proc
 
 SCENARIOS = ["none", "wasm_floor", "wasm_noop", "native", "native_cache", "wasm_host", "wasm_host_rev",
              "wasm_alt", "wasm_cache", "wasm_cache_identity", "wasm_cache_claims",
-             "wasm_cache_strip", "wasm_cache_rev", "wasm_pure",
+             "wasm_cache_strip", "wasm_cache_rules", "wasm_cache_rev", "wasm_pure",
              "wasm_cache_opaque",
              "wasm_opaque_call"]
 EVENTS = ("Ir", "I1mr", "D1mr", "D1mw", "DLmr", "DLmw", "ILmr", "Bcm")
