@@ -39,7 +39,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench  # noqa: E402  (tools/bench.py: listeners, keys, tokens, Envoy process)
 
 SCENARIOS = ["none", "wasm_floor", "wasm_noop", "native", "native_cache", "wasm_host", "wasm_host_rev",
-             "wasm_alt", "wasm_cache", "wasm_cache_identity", "wasm_cache_claims",
+             "wasm_alt", "wasm_cache", "wasm_cache_alt", "wasm_cache_identity", "wasm_cache_claims",
              "wasm_cache_strip", "wasm_cache_rules", "wasm_cache_rev", "wasm_pure",
              "wasm_cache_opaque",
              "wasm_opaque_call"]
@@ -184,8 +184,9 @@ def measure_all(ctx, args):
     os.chmod(wrapper, 0o755)
     ctx.envoy_bin = wrapper
     scenarios = [s for s in SCENARIOS if s == "none" or not args.only or s in args.only]
-    if not args.alt and "wasm_alt" in scenarios:
-        scenarios.remove("wasm_alt")
+    for alt in ("wasm_alt", "wasm_cache_alt"):
+        if not args.alt and alt in scenarios:
+            scenarios.remove(alt)
     if not args.floor and "wasm_floor" in scenarios:
         scenarios.remove("wasm_floor")
     listeners = [(s, bench.scenario_filters(ctx, s, srv, set())) for s in scenarios]
@@ -298,11 +299,12 @@ def main(argv=None):
     p.add_argument("--keep", metavar="DIR",
                    help="copy each scenario's callgrind dump here, for callgrind_annotate")
     p.add_argument("--alt", metavar="WASM",
-                   help="another module, counted as wasm_alt with wasm_host's configuration")
+                   help="another module, counted as wasm_alt with wasm_host's configuration "
+                        "and as wasm_cache_alt with wasm_cache's")
     a = p.parse_args(sys.argv[1:] if argv is None else argv)
     a.only = [s for s in a.only.split(",") if s]
-    if "wasm_alt" in a.only and not a.alt:
-        p.error("wasm_alt needs --alt WASM")
+    if {"wasm_alt", "wasm_cache_alt"} & set(a.only) and not a.alt:
+        p.error("wasm_alt and wasm_cache_alt need --alt WASM")
     a.alt = a.alt and os.path.abspath(a.alt)
     a.floor = a.floor and os.path.abspath(a.floor)
     unknown = set(a.only) - set(SCENARIOS)
