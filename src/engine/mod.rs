@@ -46,8 +46,8 @@ pub use verdict::{Callout, Grant, Pending, Verdict};
 /// generation before reading it from shared data again. A change made in
 /// this VM (its own fetch, an admin clear it served) applies at once; one
 /// made in another worker reaches this worker's cached verdicts within
-/// this time (the tick re-reads it as often). The read is a host call that
-/// cost about 0.6 µs of a hit's 5 in Envoy (`make bench-callgrind`).
+/// this time (the tick re-reads it as often). The read is a shared-data
+/// host call, about 2,000 instructions in Envoy (docs/performance.md).
 pub const KEYS_RECHECK_MS: u64 = 100;
 
 /// One provider's keys as this VM holds them.

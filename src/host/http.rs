@@ -97,7 +97,7 @@ impl Http {
         // 0x80-0xFF through); a name or value that is not UTF-8 is read
         // with replacement characters.
         let raw = request_header_map();
-        let Some(pairs) = raw.as_deref().and_then(headers::pairs) else {
+        let Some(headers) = raw.as_deref().and_then(headers::pairs) else {
             log::error!("jwt_jwks: cannot read request headers");
             send(&response::refusal(
                 &Refusal::KeysUnavailable,
@@ -106,7 +106,6 @@ impl Http {
             ));
             return Action::Pause;
         };
-        let headers = pairs;
         // Envoy gives header names in lower case; ngx_wasm_module (Kong)
         // as the client wrote them. Values stay bytes: only those the
         // filter reads become text (the token's header among them).
